@@ -1,0 +1,5 @@
+//! The cache: objects, keys, TTL rules and the per-shard store.
+
+pub mod object;
+
+pub use object::{CacheKey, ObjKind, Object, VarySpec};

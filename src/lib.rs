@@ -1,0 +1,10 @@
+//! ringcache: a thread-per-core io_uring caching HTTP/1.1 reverse proxy that speaks Varnish.
+//!
+//! The crate is split by domain: `http` (wire format), `cache` (objects, TTL rules, per-shard
+//! store), `backend` (per-core pools and fetches), `server` (boot, shards, sessions, the
+//! cross-shard path), `health` (the poller and the health board), `stats` (counters) and `params`
+//! (the one table of runtime parameters). The control plane (flags, boot, poller) and the data
+//! plane (shards) share only immutable configuration and atomics.
+
+pub mod cache;
+pub mod http;
