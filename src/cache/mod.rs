@@ -1,5 +1,7 @@
 //! The cache: objects, keys, TTL rules and the per-shard store.
 
 pub mod object;
+pub mod store;
+pub mod ttl;
 
 pub use object::{CacheKey, ObjKind, Object, VarySpec};
