@@ -1,0 +1,425 @@
+//! The command line: varnishd's flags, parsed into a `Config` the control plane boots from.
+//!
+//! Why here and not in `main`: flag parsing is pure (text in, `Config` or one-line error out), so
+//! every accepted and refused form is unit-tested without starting a server. Names are varnishd's
+//! (`-a -b -s -p -F`), so an operator's unit file and muscle memory carry over.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use clap::{Arg, ArgAction, Command};
+
+use crate::params::{self, Params};
+
+/// Everything the control plane needs to boot.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen addresses (`-a`), each already resolved.
+    pub listen: Vec<SocketAddr>,
+    /// The single backend (`-b`): its address and the text the operator wrote (the default Host
+    /// header for probes, as Varnish's `.host`).
+    pub backend: Backend,
+    /// Cache storage size in bytes (`-s`), split over shards.
+    pub storage_bytes: u64,
+    pub params: Params,
+}
+
+/// The `-b` backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub host_header: String,
+}
+
+/// What `main` should do.
+#[derive(Debug)]
+pub enum Action {
+    Serve(Box<Config>),
+    /// Print this text to stdout and exit 0.
+    Print(String),
+}
+
+/// A refused command line: one line of text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const DEFAULT_STORAGE: u64 = 256 << 20;
+
+fn command() -> Command {
+    Command::new("ringcache")
+        .about("A thread-per-core io_uring caching HTTP/1.1 reverse proxy that speaks Varnish")
+        .version(env!("CARGO_PKG_VERSION"))
+        .disable_version_flag(true)
+        .arg(
+            Arg::new("version")
+                .short('V')
+                .long("version")
+                .action(ArgAction::SetTrue)
+                .help("Print the version and exit"),
+        )
+        .arg(
+            Arg::new("listen")
+                .short('a')
+                .value_name("ADDR:PORT")
+                .action(ArgAction::Append)
+                .help("Listen address (repeatable): 127.0.0.1:8080, [::1]:8080, :8080 (all IPv4 and IPv6 interfaces), host:port"),
+        )
+        .arg(
+            Arg::new("backend")
+                .short('b')
+                .value_name("HOST:PORT")
+                .help("The backend: 192.0.2.1:8080, [2001:db8::1]:8080 or a name resolving to one address (port defaults to 80)"),
+        )
+        .arg(
+            Arg::new("storage")
+                .short('s')
+                .value_name("SIZE")
+                .help("Cache storage: malloc,256m or 256m (default 256m), split over shards"),
+        )
+        .arg(
+            Arg::new("param")
+                .short('p')
+                .value_name("NAME=VALUE")
+                .action(ArgAction::Append)
+                .help("Set a runtime parameter (repeatable); the list follows"),
+        )
+        .arg(
+            Arg::new("foreground")
+                .short('F')
+                .action(ArgAction::SetTrue)
+                .help("Run in the foreground (accepted for varnishd compatibility; ringcache never daemonizes)"),
+        )
+        .after_help(params::help_text())
+}
+
+/// Parses `args` (including the program name).
+pub fn parse<I, S>(args: I) -> Result<Action, CliError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    let m = match command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                return Ok(Action::Print(e.to_string()));
+            }
+            let text = e.to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid command line")
+                .trim_start_matches("error: ")
+                .to_string();
+            return Err(CliError(line));
+        }
+    };
+    if m.get_flag("version") {
+        return Ok(Action::Print(format!(
+            "ringcache {}\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+
+    let mut params = Params::default();
+    if let Some(ps) = m.get_many::<String>("param") {
+        for p in ps {
+            let (name, value) = p
+                .split_once('=')
+                .ok_or_else(|| CliError(format!("-p {p}: expected NAME=VALUE")))?;
+            params
+                .set(name.trim(), value.trim())
+                .map_err(|e| CliError(format!("-p {p}: {e}")))?;
+        }
+    }
+
+    let listen_args: Vec<&String> = m
+        .get_many::<String>("listen")
+        .map(|v| v.collect())
+        .unwrap_or_default();
+    if listen_args.is_empty() {
+        return Err(CliError(
+            "-a ADDR:PORT is required (where to listen)".into(),
+        ));
+    }
+    let mut listen = Vec::new();
+    for a in listen_args {
+        for addr in parse_listen(a)? {
+            if !listen.contains(&addr) {
+                listen.push(addr);
+            }
+        }
+    }
+
+    let backend = match m.get_one::<String>("backend") {
+        Some(b) => parse_backend(b)?,
+        None => return Err(CliError("-b HOST:PORT is required (the backend)".into())),
+    };
+
+    let storage_bytes = match m.get_one::<String>("storage") {
+        Some(s) => parse_storage(s)?,
+        None => DEFAULT_STORAGE,
+    };
+
+    Ok(Action::Serve(Box::new(Config {
+        listen,
+        backend,
+        storage_bytes,
+        params,
+    })))
+}
+
+/// Splits `host:port`, `[v6]:port`, `:port` and bare `host` (port `default_port`).
+fn split_host_port<'a>(
+    s: &'a str,
+    default_port: Option<&'a str>,
+) -> Result<(&'a str, &'a str), String> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("\"{s}\": missing ']'"))?;
+        return match after.strip_prefix(':') {
+            Some(port) if !port.is_empty() => Ok((host, port)),
+            None if after.is_empty() => default_port
+                .map(|p| (host, p))
+                .ok_or_else(|| format!("\"{s}\": a port is required")),
+            _ => Err(format!("\"{s}\": expected [ADDRESS]:PORT")),
+        };
+    }
+    match s.rsplit_once(':') {
+        // A bare IPv6 literal without brackets has several colons.
+        Some((host, _)) if host.contains(':') => Err(format!(
+            "\"{s}\": IPv6 addresses must be written in brackets, e.g. [::1]:8080"
+        )),
+        Some((host, port)) if !port.is_empty() => Ok((host, port)),
+        Some(_) => Err(format!("\"{s}\": empty port")),
+        None => default_port
+            .map(|p| (s, p))
+            .ok_or_else(|| format!("\"{s}\": a port is required (ADDR:PORT)")),
+    }
+}
+
+fn resolve(host: &str, port: &str) -> Result<Vec<SocketAddr>, String> {
+    let port_num: u16 = match port.parse() {
+        Ok(p) => p,
+        Err(_) => match port {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(format!("\"{port}\" is not a port number")),
+        },
+    };
+    let addrs: Vec<SocketAddr> = (host, port_num)
+        .to_socket_addrs()
+        .map_err(|e| format!("\"{host}\" could not be resolved ({e})"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("\"{host}\" could not be resolved to an IP address"));
+    }
+    Ok(addrs)
+}
+
+/// `-a`: `ADDR:PORT`, `[v6]:PORT`, `:PORT` (IPv4 and IPv6 wildcard), `name:PORT`, with
+/// Varnish's optional `NAME=` prefix and `,HTTP` protocol suffix.
+pub fn parse_listen(s: &str) -> Result<Vec<SocketAddr>, CliError> {
+    let err = |m: String| CliError(format!("-a {s}: {m}"));
+    let mut spec = s;
+    if let Some((name, rest)) = spec.split_once('=') {
+        if !name.contains(':') && !name.contains('[') {
+            spec = rest;
+        }
+    }
+    let mut parts = spec.split(',');
+    let addr = parts.next().unwrap_or("");
+    for extra in parts {
+        match extra.trim().to_ascii_uppercase().as_str() {
+            "HTTP" | "HTTP/1" => {}
+            "PROXY" => {
+                return Err(err(
+                    "the PROXY protocol on listeners is not supported".into()
+                ))
+            }
+            other => return Err(err(format!("unknown listen option \"{other}\""))),
+        }
+    }
+    let (host, port) = split_host_port(addr, None).map_err(err)?;
+    if host.is_empty() {
+        let p: u16 = port
+            .parse()
+            .map_err(|_| err(format!("\"{port}\" is not a port number")))?;
+        return Ok(vec![
+            SocketAddr::from(([0, 0, 0, 0], p)),
+            SocketAddr::from(([0u16; 8], p)),
+        ]);
+    }
+    resolve(host, port).map_err(err)
+}
+
+/// `-b`: one address. A name may resolve to at most one IPv4 and one IPv6 address (as Varnish's
+/// `.host`); the IPv4 one is used (Varnish's `prefer_ipv6` default is off).
+pub fn parse_backend(s: &str) -> Result<Backend, CliError> {
+    let err = |m: String| CliError(format!("-b {s}: {m}"));
+    let (host, port) = split_host_port(s, Some("80")).map_err(err)?;
+    if host.is_empty() {
+        return Err(err("a host is required".into()));
+    }
+    let addrs = resolve(host, port).map_err(err)?;
+    let v4: Vec<_> = addrs.iter().filter(|a| a.is_ipv4()).collect();
+    let v6: Vec<_> = addrs.iter().filter(|a| a.is_ipv6()).collect();
+    if v4.len() > 1 || v6.len() > 1 {
+        return Err(err(format!(
+            "\"{host}\" resolves to too many addresses ({})",
+            addrs.len()
+        )));
+    }
+    let addr = *v4
+        .first()
+        .or(v6.first())
+        .ok_or_else(|| err(format!("\"{host}\" could not be resolved to an IP address")))?;
+    Ok(Backend {
+        addr: *addr,
+        host_header: s.to_string(),
+    })
+}
+
+/// `-s`: `[NAME=]malloc[,SIZE]` or a bare `SIZE`.
+pub fn parse_storage(s: &str) -> Result<u64, CliError> {
+    let err = |m: &str| CliError(format!("-s {s}: {m}"));
+    let mut spec = s.trim();
+    if let Some((_, rest)) = spec.split_once('=') {
+        spec = rest;
+    }
+    let (kind, size) = match spec.split_once(',') {
+        Some((k, sz)) => (Some(k.trim()), Some(sz.trim())),
+        None if spec.chars().next().is_some_and(|c| c.is_ascii_digit()) => (None, Some(spec)),
+        None => (Some(spec), None),
+    };
+    match kind {
+        None | Some("malloc") | Some("default") => {}
+        Some(other) => {
+            return Err(err(&format!(
+                "storage type \"{other}\" is not supported (use malloc)"
+            )))
+        }
+    }
+    match size {
+        None => Ok(DEFAULT_STORAGE),
+        Some(sz) => {
+            let n = params::parse_bytes(sz).ok_or_else(|| err("bad size (e.g. 256m, 1g)"))?;
+            if n < 1 << 20 {
+                return Err(err("storage must be at least 1m"));
+            }
+            Ok(n)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<Config, CliError> {
+        let mut v = vec!["ringcache"];
+        v.extend_from_slice(args);
+        match parse(v)? {
+            Action::Serve(c) => Ok(*c),
+            Action::Print(t) => Err(CliError(format!("printed: {t}"))),
+        }
+    }
+
+    #[test]
+    fn minimal_command_line() {
+        let c = serve(&["-a", "127.0.0.1:8080", "-b", "127.0.0.1:9000"]).expect("ok");
+        assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
+        assert_eq!(c.backend.addr, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(c.storage_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn repeated_listen_ipv6_storage_params_and_f() {
+        let c = serve(&[
+            "-F",
+            "-a",
+            "127.0.0.1:0",
+            "-a",
+            "[::1]:0",
+            "-b",
+            "[::1]:81",
+            "-s",
+            "malloc,64m",
+            "-p",
+            "default_ttl=5",
+            "-p",
+            "cores=2",
+        ])
+        .expect("ok");
+        assert_eq!(c.listen.len(), 2);
+        assert!(c.listen[1].is_ipv6());
+        assert!(c.backend.addr.is_ipv6());
+        assert_eq!(c.storage_bytes, 64 << 20);
+        assert_eq!(c.params.default_ttl, 5.0);
+        let c = serve(&["-a", ":8080", "-b", "localhost", "-s", "128m"]).expect("ok");
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.backend.addr.port(), 80);
+        assert_eq!(c.storage_bytes, 128 << 20);
+    }
+
+    #[test]
+    fn refusals_are_one_line() {
+        for bad in [
+            vec!["-b", "127.0.0.1:1"],
+            vec!["-a", "127.0.0.1:1"],
+            vec!["-a", "127.0.0.1:1", "-b", "127.0.0.1:1", "-p", "nosuch=1"],
+            vec![
+                "-a",
+                "127.0.0.1:1",
+                "-b",
+                "127.0.0.1:1",
+                "-p",
+                "default_ttl=abc",
+            ],
+            vec!["-a", "127.0.0.1:1", "-b", "127.0.0.1:1", "-p", "novalue"],
+            vec![
+                "-a",
+                "127.0.0.1:1",
+                "-b",
+                "127.0.0.1:1",
+                "-s",
+                "file,/tmp/x,1g",
+            ],
+            vec![
+                "-a",
+                "127.0.0.1:1",
+                "-b",
+                "127.0.0.1:1",
+                "-s",
+                "malloc,lots",
+            ],
+            vec!["-a", "127.0.0.1:1", "-b", "::1:80"],
+            vec!["-a", "127.0.0.1", "-b", "127.0.0.1:1"],
+            vec!["-a", "127.0.0.1:1", "-b", "127.0.0.1:1", "--nosuchflag"],
+            vec!["-a", "127.0.0.1:1", "-b", "nosuchhost.invalid:80"],
+        ] {
+            let e = serve(&bad).expect_err(&format!("{bad:?} must fail"));
+            assert!(!e.0.contains('\n'), "{bad:?}: {e}");
+            assert!(!e.0.is_empty());
+        }
+    }
+
+    #[test]
+    fn help_lists_flags_and_parameters() {
+        match parse(["ringcache", "--help"]) {
+            Ok(Action::Print(t)) => {
+                for needle in ["-a", "-b", "-s", "-p", "-F", "default_ttl", "poller_core"] {
+                    assert!(t.contains(needle), "help lacks {needle}");
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
