@@ -6,5 +6,11 @@
 //! (the one table of runtime parameters). The control plane (flags, boot, poller) and the data
 //! plane (shards) share only immutable configuration and atomics.
 
+pub mod backend;
 pub mod cache;
+pub mod cli;
+pub mod health;
 pub mod http;
+pub mod params;
+pub mod server;
+pub mod stats;

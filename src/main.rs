@@ -1,1 +1,24 @@
-fn main() {}
+//! `ringcache`: parse the command line, then boot the server in the foreground.
+
+use mimalloc::MiMalloc;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+use ringcache::cli::{self, Action};
+
+fn main() {
+    match cli::parse(std::env::args_os()) {
+        Ok(Action::Print(text)) => print!("{text}"),
+        Ok(Action::Serve(config)) => {
+            if let Err(e) = ringcache::server::run(*config) {
+                eprintln!("ringcache: error: {e}");
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("ringcache: error: {e}");
+            std::process::exit(2);
+        }
+    }
+}

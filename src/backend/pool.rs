@@ -1,0 +1,81 @@
+//! A shard's idle backend connections, reused last-in-first-out.
+//!
+//! Why LIFO: the most recently used connection is the one least likely to have been closed by
+//! the backend's own keep-alive timer, and surplus connections sink to the bottom where the idle
+//! sweep closes them (Varnish's pools are LIFO for the same reason). Every connection here was
+//! released after a complete, well-framed response; anything that saw an error or a timeout is
+//! dropped by the fetch code and never reaches the pool.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// Idle connections per backend address.
+pub struct Pool {
+    idle: HashMap<SocketAddr, Vec<Idle>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
+        Pool {
+            idle: HashMap::new(),
+            max_idle,
+            idle_timeout,
+        }
+    }
+
+    /// The most recently returned live connection to `addr`, if any. Expired ones are closed.
+    pub fn take(&mut self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
+        let list = self.idle.get_mut(&addr)?;
+        while let Some(idle) = list.pop() {
+            if now.duration_since(idle.since) < self.idle_timeout {
+                return Some(idle.stream);
+            }
+            // Older than backend_idle_timeout: everything below it is older still.
+            list.clear();
+        }
+        None
+    }
+
+    /// Returns a connection after a complete response. Over `max_idle`, the oldest is closed.
+    pub fn put(&mut self, addr: SocketAddr, stream: TcpStream, now: Instant) {
+        if self.max_idle == 0 {
+            return;
+        }
+        let list = self.idle.entry(addr).or_default();
+        if list.len() >= self.max_idle {
+            list.remove(0);
+        }
+        list.push(Idle { stream, since: now });
+        debug_assert!(list.len() <= self.max_idle);
+    }
+
+    /// Closes connections idle longer than the timeout; returns how many.
+    pub fn sweep(&mut self, now: Instant) -> usize {
+        let mut closed = 0;
+        for list in self.idle.values_mut() {
+            let keep_from = list
+                .iter()
+                .position(|i| now.duration_since(i.since) < self.idle_timeout)
+                .unwrap_or(list.len());
+            closed += keep_from;
+            list.drain(..keep_from);
+        }
+        self.idle.retain(|_, l| !l.is_empty());
+        closed
+    }
+
+    /// Idle connections held for `addr`.
+    pub fn idle_count(&self, addr: SocketAddr) -> usize {
+        self.idle.get(&addr).map_or(0, |l| l.len())
+    }
+}

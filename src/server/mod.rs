@@ -1,0 +1,323 @@
+//! Boot and the shard runtime: the bridge from the control plane's `Config` to running shards.
+//!
+//! Why boot binds every listener itself: with `SO_REUSEPORT` each shard has its own listening
+//! socket for each address, and for `-a host:0` all of them must share the one port the kernel
+//! picked for the first. Binding on the control plane, before any shard starts, also turns "port
+//! in use" into a clean startup error instead of a shard dying later. Shards receive plain std
+//! listeners and build everything else (runtime, pools, their part of the cache) on their own
+//! thread, so io_uring rings are created by the thread that submits to them.
+
+pub mod io;
+pub mod session;
+pub mod shard;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_channel::mpsc;
+
+use crate::cli::{Backend, Config};
+use crate::params::{AutoOff, AutoValue, Params};
+use crate::stats::{Stats, C};
+
+use shard::{Shard, ShardMsg};
+
+/// What every shard shares, read-only (plus per-shard atomics).
+pub struct Shared {
+    pub params: Params,
+    pub backend: Backend,
+    pub shards: usize,
+    pub storage_bytes: u64,
+    pub stats: Stats,
+    pub inboxes: Vec<mpsc::UnboundedSender<ShardMsg>>,
+    pub health: Arc<crate::health::Board>,
+}
+
+/// Which io engine a runtime got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Engine {
+    IoUring,
+    /// io_uring could not be set up; the epoll driver runs instead (reason attached).
+    Epoll(String),
+}
+
+/// Builds a monoio runtime on the current thread (io_uring, else epoll) and runs `f` on it.
+pub fn run_runtime<F, Fut>(entries: u32, f: F) -> Result<(), String>
+where
+    F: FnOnce(Engine) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let forced_epoll = std::env::var("RINGCACHE_FORCE_EPOLL").is_ok_and(|v| v == "1");
+    if !forced_epoll {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(entries)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => {
+                rt.block_on(f(Engine::IoUring));
+                return Ok(());
+            }
+            Err(e) => return run_epoll(f, format!("io_uring setup failed: {e}")),
+        }
+    }
+    run_epoll(f, "RINGCACHE_FORCE_EPOLL=1".to_string())
+}
+
+fn run_epoll<F, Fut>(f: F, reason: String) -> Result<(), String>
+where
+    F: FnOnce(Engine) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    rt.block_on(f(Engine::Epoll(reason)));
+    Ok(())
+}
+
+/// A startup failure, reported as one line.
+#[derive(Debug)]
+pub struct BootError(pub String);
+
+impl std::fmt::Display for BootError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nodelay(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Fails if something already listens on `addr` (SO_REUSEPORT alone would silently share it).
+fn check_free(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())
+}
+
+/// Binds `shards` listeners per address; returns them per shard and the bound addresses.
+fn bind_all(
+    addrs: &[SocketAddr],
+    shards: usize,
+) -> Result<(Vec<Vec<std::net::TcpListener>>, Vec<SocketAddr>), BootError> {
+    let mut per_shard: Vec<Vec<std::net::TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for &addr in addrs {
+        let explain = |e: std::io::Error| {
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "address already in use".to_string()
+            } else {
+                e.to_string()
+            };
+            BootError(format!("cannot listen on {addr}: {why}"))
+        };
+        check_free(addr).map_err(explain)?;
+        let first = bind_one(addr).map_err(explain)?;
+        let actual = first.local_addr().map_err(explain)?;
+        per_shard[0].push(first);
+        for list in per_shard.iter_mut().skip(1) {
+            list.push(bind_one(actual).map_err(explain)?);
+        }
+        bound.push(actual);
+    }
+    Ok((per_shard, bound))
+}
+
+/// Boots the server and serves until the process is stopped.
+pub fn run(config: Config) -> Result<(), BootError> {
+    let available = core_affinity::get_core_ids().unwrap_or_default();
+    let n_avail = available.len().max(1);
+    let shards = match config.params.cores {
+        AutoValue::Auto => n_avail,
+        AutoValue::Value(n) => n as usize,
+    };
+    let pin_shards = config.params.cpu_affinity && shards <= n_avail && !available.is_empty();
+    let poller_core = match config.params.poller_core {
+        AutoOff::Off => None,
+        AutoOff::Value(n) => Some(core_affinity::CoreId { id: n as usize }),
+        AutoOff::Auto if shards < n_avail && config.params.cpu_affinity => {
+            available.get(shards).copied()
+        }
+        AutoOff::Auto => None,
+    };
+
+    let (listeners, bound) = bind_all(&config.listen, shards)?;
+
+    let mut inboxes = Vec::with_capacity(shards);
+    let mut receivers = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (tx, rx) = mpsc::unbounded();
+        inboxes.push(tx);
+        receivers.push(rx);
+    }
+    let health = Arc::new(crate::health::Board::new(1));
+    let shared = Arc::new(Shared {
+        params: config.params.clone(),
+        backend: config.backend.clone(),
+        shards,
+        storage_bytes: config.storage_bytes,
+        stats: Stats::new(shards),
+        inboxes,
+        health: health.clone(),
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let _poller = crate::health::spawn_poller(poller_core, health, stop.clone())
+        .map_err(|e| BootError(format!("cannot start the poller thread: {e}")))?;
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Engine, String>>();
+    let mut threads = Vec::with_capacity(shards);
+    for (id, (lst, rx)) in listeners.into_iter().zip(receivers).enumerate() {
+        let shared = shared.clone();
+        let ready = ready_tx.clone();
+        let core = if pin_shards {
+            available.get(id).copied()
+        } else {
+            None
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("ringcache-shard-{id}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(c);
+                }
+                let ready2 = ready.clone();
+                let r = run_runtime(4096, move |engine| {
+                    shard_main(id, shared, lst, rx, engine, ready2)
+                });
+                if let Err(e) = r {
+                    let _ = ready.send(Err(e));
+                }
+            })
+            .map_err(|e| BootError(format!("cannot start shard thread: {e}")))?;
+        threads.push(t);
+    }
+    drop(ready_tx);
+
+    let mut engine = Engine::IoUring;
+    for _ in 0..shards {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(e)) => engine = e,
+            Ok(Err(e)) => return Err(BootError(format!("shard failed to start: {e}"))),
+            Err(_) => return Err(BootError("shards did not start in time".into())),
+        }
+    }
+    for a in &bound {
+        eprintln!("ringcache: listening on {a}");
+    }
+    let engine_name = match &engine {
+        Engine::IoUring => "io_uring".to_string(),
+        Engine::Epoll(reason) => {
+            eprintln!("ringcache: io_uring is not available ({reason}); using the epoll driver");
+            "epoll".to_string()
+        }
+    };
+    eprintln!("ringcache: ready ({shards} shards, {engine_name})");
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// A shard's event loop: accept on its listeners, serve sessions, handle its inbox.
+async fn shard_main(
+    id: usize,
+    shared: Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+    inbox: mpsc::UnboundedReceiver<ShardMsg>,
+    engine: Engine,
+    ready: std::sync::mpsc::Sender<Result<Engine, String>>,
+) {
+    let shard = Rc::new(Shard::new(id, shared));
+    let mut mono = Vec::new();
+    for l in listeners {
+        match monoio::net::TcpListener::from_std(l) {
+            Ok(m) => mono.push(m),
+            Err(e) => {
+                let _ = ready.send(Err(format!("listener: {e}")));
+                return;
+            }
+        }
+    }
+    monoio::spawn(shard::inbox_loop(shard.clone(), inbox));
+    let ticker = shard.clone();
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(Duration::from_secs(1)).await;
+            ticker.tick();
+        }
+    });
+    let n = mono.len();
+    let mut accept_tasks = Vec::with_capacity(n);
+    for l in mono {
+        accept_tasks.push(monoio::spawn(accept_loop(shard.clone(), l)));
+    }
+    let _ = ready.send(Ok(engine));
+    for t in accept_tasks {
+        t.await;
+    }
+}
+
+/// Accepts connections for ever. The accept future is never dropped while in flight (monoio
+/// 0.2.4 leaks the fd of an accept that completes after cancellation).
+async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let c = shard.counters();
+                if shard.conns.get() >= shard.conn_limit {
+                    c.inc(C::sess_dropped);
+                    monoio::spawn(refuse(stream));
+                    continue;
+                }
+                c.inc(C::sess_conn);
+                shard.conns.set(shard.conns.get() + 1);
+                monoio::spawn(session::serve(shard.clone(), stream, peer));
+            }
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off briefly instead of spinning.
+                eprintln!("ringcache: accept failed on shard {}: {e}", shard.id);
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Answers a connection over the limit with a 503 and closes it.
+async fn refuse(mut stream: monoio::net::TcpStream) {
+    const RESP: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 5\r\nConnection: close\r\n\r\n";
+    let _ = io::write_all_timeout(&mut stream, RESP, Duration::from_secs(1)).await;
+}

@@ -1,0 +1,386 @@
+//! A shard: one thread, one io_uring runtime, one part of the cache, one set of backend pools.
+//!
+//! Why the owner does all cache bookkeeping: a key belongs to shard `hash(key) % shards`, and
+//! only that shard looks it up, inserts it, evicts it and keeps its busy flag and waiting list.
+//! That makes request coalescing global with no locks: N concurrent misses for one URL, on any
+//! shards, meet at the owner, exactly one of them is told `Miss` (and fetches), the others park.
+//! A request on another shard asks the owner with a message and gets back an `Arc<Object>`
+//! whose body is written to its own client without copying.
+//!
+//! The fetch itself runs on the shard that holds the client (through its own pool), so an
+//! uncacheable response streams straight to that client; the fetcher reports the outcome to the
+//! owner (`Insert` or `Unbusy`), which wakes the waiters. A `BusyGuard` makes sure every busy
+//! flag handed out is cleared exactly once, whatever path the fetcher takes.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_channel::{mpsc, oneshot};
+
+use crate::backend::fetch::FetchLimits;
+use crate::backend::Pool;
+use crate::cache::store::{Lookup, Store, StoreLimits};
+use crate::cache::ttl::TtlParams;
+use crate::cache::{CacheKey, Object};
+use crate::http::date::DateCache;
+use crate::http::request::Limits;
+use crate::http::response::RespLimits;
+use crate::http::Headers;
+use crate::stats::{ShardCounters, C};
+
+use super::Shared;
+
+/// What the owner tells a requester about its lookup.
+#[derive(Debug)]
+pub enum Reply {
+    Hit(Arc<Object>),
+    /// A stale object to deliver now; with `bgfetch` the requester must also refresh it.
+    Grace {
+        stale: Arc<Object>,
+        bgfetch: bool,
+    },
+    /// The requester holds the key's busy flag and must fetch, then report.
+    Miss,
+    /// Uncacheable (hit-for-miss): fetch without coalescing.
+    HitMiss,
+    HitPass,
+    /// The waiting list is full.
+    Overloaded,
+    /// The fetch this request waited on failed: deliver this error object.
+    Failed(Arc<Object>),
+}
+
+impl Reply {
+    fn grants_busy(&self) -> bool {
+        matches!(self, Reply::Miss | Reply::Grace { bgfetch: true, .. })
+    }
+}
+
+/// A lookup waiting for an answer: sent to the owner, or parked there on a busy key.
+pub struct Pending {
+    pub key: CacheKey,
+    pub headers: Headers,
+    pub req_grace: Option<f64>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Messages between shards.
+pub enum ShardMsg {
+    Lookup(Pending),
+    /// A fetch finished with an object (`busy`: the fetcher held the key's busy flag).
+    Insert {
+        key: CacheKey,
+        obj: Arc<Object>,
+        busy: bool,
+    },
+    /// A busy fetch failed or was abandoned. Waiters get `error` if given, else they retry.
+    Unbusy {
+        key: CacheKey,
+        error: Option<Arc<Object>>,
+    },
+}
+
+/// Shard-local state. Lives in an `Rc` on its own thread.
+pub struct Shard {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    store: RefCell<Store<Pending>>,
+    pub pool: RefCell<Pool>,
+    xid: Cell<u64>,
+    pub conns: Cell<u64>,
+    pub conn_limit: u64,
+    date: RefCell<DateCache>,
+    pub req_limits: Limits,
+    pub fetch_limits: FetchLimits,
+    pub ttl_params: TtlParams,
+    /// Largest body stored in the cache; larger responses are streamed, not stored.
+    pub object_max: usize,
+}
+
+impl Shard {
+    pub fn new(id: usize, shared: Arc<Shared>) -> Shard {
+        let p = &shared.params;
+        let capacity = (shared.storage_bytes / shared.shards as u64) as usize;
+        let req_limits = Limits {
+            req_size: p.http_req_size as usize,
+            hdr_len: p.http_req_hdr_len as usize,
+            max_hdr: p.http_max_hdr as usize,
+        };
+        let fetch_limits = FetchLimits {
+            connect: super::io::secs(p.connect_timeout),
+            first_byte: super::io::secs(p.first_byte_timeout),
+            between_bytes: super::io::secs(p.between_bytes_timeout),
+            resp: RespLimits {
+                resp_size: p.http_resp_size as usize,
+                hdr_len: p.http_resp_hdr_len as usize,
+                max_hdr: p.http_max_hdr as usize,
+            },
+        };
+        let ttl_params = TtlParams {
+            default_ttl: p.default_ttl,
+            default_grace: p.default_grace,
+            default_keep: p.default_keep,
+            clock_skew: p.clock_skew,
+        };
+        let conn_limit = p.client_conn_max.div_ceil(shared.shards as u64).max(1);
+        Shard {
+            id,
+            store: RefCell::new(Store::new(StoreLimits {
+                capacity_bytes: capacity,
+                waiters_max: p.waitinglist_max as usize,
+            })),
+            pool: RefCell::new(Pool::new(
+                p.backend_idle_max as usize,
+                super::io::secs(p.backend_idle_timeout),
+            )),
+            xid: Cell::new(0),
+            conns: Cell::new(0),
+            conn_limit,
+            date: RefCell::new(DateCache::new()),
+            req_limits,
+            fetch_limits,
+            ttl_params,
+            object_max: (capacity / 2).max(1),
+            shared,
+        }
+    }
+
+    #[inline]
+    pub fn counters(&self) -> &ShardCounters {
+        self.shared.stats.shard(self.id)
+    }
+
+    /// A request id unique across shards (Varnish's vxid, shown in `X-Varnish`).
+    pub fn next_xid(&self) -> u64 {
+        let seq = self.xid.get() + 1;
+        self.xid.set(seq);
+        seq * self.shared.shards as u64 + self.id as u64
+    }
+
+    /// The current `Date` header value.
+    pub fn date(&self, unix: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.date.borrow_mut().get(unix));
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Requester side.
+
+    /// Looks `key` up at its owner (here or on another shard), waiting if it is busy.
+    pub async fn lookup(&self, key: &CacheKey, headers: &Headers, req_grace: Option<f64>) -> Reply {
+        let owner = key.owner(self.shared.shards);
+        if owner == self.id {
+            let now = unix_now();
+            let l = self.store.borrow_mut().lookup(key, headers, now, req_grace);
+            let rx = match l {
+                Lookup::Busy => {
+                    let (tx, rx) = oneshot::channel();
+                    let pending = Pending {
+                        key: key.clone(),
+                        headers: headers.clone(),
+                        req_grace,
+                        reply: tx,
+                    };
+                    if let Err(p) = self.store.borrow_mut().park(key, pending) {
+                        drop(p);
+                        self.counters().inc(C::busy_killed);
+                        return Reply::Overloaded;
+                    }
+                    self.counters().inc(C::busy_sleep);
+                    rx
+                }
+                other => return to_reply(other),
+            };
+            let r = rx.await.unwrap_or(Reply::Overloaded);
+            self.counters().inc(C::busy_wakeup);
+            return r;
+        }
+        self.counters().inc(C::shard_hop);
+        let (tx, rx) = oneshot::channel();
+        let msg = ShardMsg::Lookup(Pending {
+            key: key.clone(),
+            headers: headers.clone(),
+            req_grace,
+            reply: tx,
+        });
+        if self.shared.inboxes[owner].unbounded_send(msg).is_err() {
+            return Reply::Overloaded;
+        }
+        rx.await.unwrap_or(Reply::Overloaded)
+    }
+
+    /// Reports a finished fetch to the key's owner.
+    pub fn report_insert(&self, key: CacheKey, obj: Arc<Object>, busy: bool) {
+        let owner = key.owner(self.shared.shards);
+        if owner == self.id {
+            self.owner_insert(&key, obj, busy);
+        } else {
+            let _ = self.shared.inboxes[owner].unbounded_send(ShardMsg::Insert { key, obj, busy });
+        }
+    }
+
+    /// Reports a failed or abandoned busy fetch to the key's owner.
+    pub fn report_unbusy(&self, key: CacheKey, error: Option<Arc<Object>>) {
+        let owner = key.owner(self.shared.shards);
+        if owner == self.id {
+            self.owner_unbusy(&key, error);
+        } else {
+            let _ = self.shared.inboxes[owner].unbounded_send(ShardMsg::Unbusy { key, error });
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Owner side.
+
+    /// Handles one message from another shard.
+    pub fn handle(&self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Lookup(p) => self.rush(VecDeque::from([p])),
+            ShardMsg::Insert { key, obj, busy } => self.owner_insert(&key, obj, busy),
+            ShardMsg::Unbusy { key, error } => self.owner_unbusy(&key, error),
+        }
+    }
+
+    fn owner_insert(&self, key: &CacheKey, obj: Arc<Object>, busy: bool) {
+        let now = unix_now();
+        let waiters = if busy {
+            self.store.borrow_mut().insert(key, obj, now)
+        } else {
+            self.store.borrow_mut().insert_unbusy(key, obj, now)
+        };
+        self.update_gauges();
+        self.rush(waiters.into());
+    }
+
+    fn owner_unbusy(&self, key: &CacheKey, error: Option<Arc<Object>>) {
+        let waiters = self.store.borrow_mut().unbusy(key);
+        match error {
+            Some(err) => {
+                for w in waiters {
+                    let _ = w.reply.send(Reply::Failed(err.clone()));
+                }
+            }
+            None => self.rush(waiters.into()),
+        }
+    }
+
+    /// Answers lookups (new ones, or parked ones after their key became un-busy), in order.
+    /// An answer that grants the busy flag to a requester that has gone away is taken back, so
+    /// the flag never leaks and the next waiter gets its turn.
+    fn rush(&self, mut work: VecDeque<Pending>) {
+        let now = unix_now();
+        while let Some(p) = work.pop_front() {
+            let l = self
+                .store
+                .borrow_mut()
+                .lookup(&p.key, &p.headers, now, p.req_grace);
+            let reply = match l {
+                Lookup::Busy => {
+                    let key = p.key.clone();
+                    match self.store.borrow_mut().park(&key, p) {
+                        Ok(()) => self.counters().inc(C::busy_sleep),
+                        Err(p) => {
+                            self.counters().inc(C::busy_killed);
+                            let _ = p.reply.send(Reply::Overloaded);
+                        }
+                    }
+                    continue;
+                }
+                other => to_reply(other),
+            };
+            let grants = reply.grants_busy();
+            if p.reply.send(reply).is_err() && grants {
+                let waiters = self.store.borrow_mut().unbusy(&p.key);
+                work.extend(waiters);
+            }
+        }
+    }
+
+    /// Periodic upkeep: expiry, idle backend connections, gauges.
+    pub fn tick(&self) {
+        let now = unix_now();
+        self.store.borrow_mut().expire(now, 1000);
+        self.pool.borrow_mut().sweep(Instant::now());
+        self.update_gauges();
+    }
+
+    fn update_gauges(&self) {
+        let s = self.store.borrow().stats();
+        let c = self.counters();
+        c.set(C::n_object, s.n_object as u64);
+        c.set(C::storage_bytes, s.bytes_used as u64);
+        c.set(C::n_expired, s.n_expired);
+        c.set(C::n_lru_nuked, s.n_lru_nuked);
+    }
+}
+
+fn to_reply(l: Lookup) -> Reply {
+    match l {
+        Lookup::Hit(o) => Reply::Hit(o),
+        Lookup::Grace { stale, bgfetch } => Reply::Grace { stale, bgfetch },
+        Lookup::Miss => Reply::Miss,
+        Lookup::HitMiss => Reply::HitMiss,
+        Lookup::HitPass(_) => Reply::HitPass,
+        Lookup::Busy => Reply::Overloaded,
+    }
+}
+
+/// Holds a key's busy flag for the fetcher; clears it on drop unless the fetch reported.
+pub struct BusyGuard {
+    shard: Rc<Shard>,
+    key: Option<CacheKey>,
+}
+
+impl BusyGuard {
+    pub fn new(shard: Rc<Shard>, key: CacheKey) -> BusyGuard {
+        BusyGuard {
+            shard,
+            key: Some(key),
+        }
+    }
+
+    /// The fetch produced an object (or a hit-for-miss marker).
+    pub fn complete(mut self, obj: Arc<Object>) {
+        if let Some(key) = self.key.take() {
+            self.shard.report_insert(key, obj, true);
+        }
+    }
+
+    /// The fetch failed; waiters get `error` (Varnish 7.1 hands them the error object).
+    pub fn fail(mut self, error: Option<Arc<Object>>) {
+        if let Some(key) = self.key.take() {
+            self.shard.report_unbusy(key, error);
+        }
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.shard.report_unbusy(key, None);
+        }
+    }
+}
+
+/// Wall-clock seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Runs the shard's inbox: messages from other shards, handled in arrival order.
+pub async fn inbox_loop(shard: Rc<Shard>, mut rx: mpsc::UnboundedReceiver<ShardMsg>) {
+    use futures_core::Stream;
+    use std::pin::Pin;
+    loop {
+        let msg = std::future::poll_fn(|cx| Pin::new(&mut rx).poll_next(cx)).await;
+        match msg {
+            Some(m) => shard.handle(m),
+            None => break,
+        }
+    }
+}
