@@ -295,6 +295,29 @@ impl<W> Store<W> {
         }
     }
 
+    /// The object a miss may revalidate (Varnish's keep): the newest expired, not yet dead,
+    /// normal 200 variant matching `req` that carries an `ETag` or `Last-Modified`.
+    pub fn keep_candidate(&self, key: &CacheKey, req: &Headers, now: f64) -> Option<Arc<Object>> {
+        let head = self.head(key)?;
+        let mut best: Option<&Arc<Object>> = None;
+        for &i in &head.variants {
+            let Some(node) = self.nodes.get(i) else {
+                continue;
+            };
+            let o = &node.obj;
+            let usable = o.kind == ObjKind::Normal
+                && o.status == 200
+                && !o.is_fresh(now)
+                && !o.is_dead(now)
+                && o.vary.as_ref().is_none_or(|v| v.matches(req))
+                && (o.headers.contains("etag") || o.headers.contains("last-modified"));
+            if usable && best.is_none_or(|b| o.t_origin > b.t_origin) {
+                best = Some(o);
+            }
+        }
+        best.cloned()
+    }
+
     /// Parks `waiter` on a busy key (after `lookup` answered `Busy`). Hands it back when the
     /// key's waiting list is full or the key is not busy.
     pub fn park(&mut self, key: &CacheKey, waiter: W) -> Result<(), W> {

@@ -276,7 +276,8 @@ async fn shard_main(
     let ticker = shard.clone();
     monoio::spawn(async move {
         loop {
-            monoio::time::sleep(Duration::from_secs(1)).await;
+            // Upkeep often enough that idle timeouts are honoured within a quarter second.
+            monoio::time::sleep(Duration::from_millis(250)).await;
             ticker.tick();
         }
     });

@@ -261,7 +261,15 @@ async fn handle(shard: &Rc<Shard>, conn: &mut Conn, mut req: RequestHead, body: 
             c.inc(C::cache_hit_grace);
             if bgfetch {
                 let guard = BusyGuard::new(shard.clone(), key.clone());
-                let bereq = build_bereq(shard, &req, b"GET", &Bytes::new(), true, conn.peer, xid);
+                let bereq = build_bereq(
+                    shard,
+                    &req,
+                    b"GET",
+                    &Bytes::new(),
+                    Some(None),
+                    conn.peer,
+                    xid,
+                );
                 let s = shard.clone();
                 let req_headers = req.headers.clone();
                 monoio::spawn(async move {
@@ -272,16 +280,16 @@ async fn handle(shard: &Rc<Shard>, conn: &mut Conn, mut req: RequestHead, body: 
             }
             deliver(shard, conn, &req, &stale, xid, true).await
         }
-        Reply::Miss => {
+        Reply::Miss(kept) => {
             shard.counters().inc(C::cache_miss);
             let guard = BusyGuard::new(shard.clone(), key.clone());
-            miss(shard, conn, &req, xid, key, Some(guard)).await
+            miss(shard, conn, &req, xid, key, Some(guard), kept).await
         }
         Reply::HitMiss => {
             let c = shard.counters();
             c.inc(C::cache_hitmiss);
             c.inc(C::cache_miss);
-            miss(shard, conn, &req, xid, key, None).await
+            miss(shard, conn, &req, xid, key, None, None).await
         }
         Reply::HitPass => {
             shard.counters().inc(C::cache_hitpass);
@@ -302,9 +310,18 @@ async fn miss(
     xid: u64,
     key: CacheKey,
     guard: Option<BusyGuard>,
+    kept: Option<Arc<Object>>,
 ) -> Next {
     shard.counters().inc(C::s_fetch);
-    let bereq = build_bereq(shard, req, b"GET", &Bytes::new(), true, conn.peer, xid);
+    let bereq = build_bereq(
+        shard,
+        req,
+        b"GET",
+        &Bytes::new(),
+        Some(kept.as_deref()),
+        conn.peer,
+        xid,
+    );
     let fetched = do_fetch(shard, bereq, false, true).await;
     let mut f = match fetched {
         Ok(f) => f,
@@ -318,6 +335,16 @@ async fn miss(
         }
     };
     let now = unix_now();
+    if let (Some(kept), 304) = (&kept, f.head.status) {
+        // The kept object is still valid: refresh its headers and lifetime, keep its body.
+        let obj = Arc::new(refreshed_object(shard, kept, &f, now, xid));
+        release(shard, f);
+        match guard {
+            Some(g) => g.complete(obj.clone()),
+            None => shard.report_insert(key, obj.clone(), false),
+        }
+        return deliver(shard, conn, req, &obj, xid, false).await;
+    }
     let lt = ttl::rfc2616_ttl(f.head.status, &f.head.headers, now, &shard.ttl_params);
     let too_big = f
         .body
@@ -423,7 +450,7 @@ async fn pass(
 ) -> Next {
     shard.counters().inc(C::s_pass);
     let method = req.method_raw.clone();
-    let bereq = build_bereq(shard, req, &method, &body, false, conn.peer, xid);
+    let bereq = build_bereq(shard, req, &method, &body, None, conn.peer, xid);
     let retryable = matches!(
         req.method,
         Method::Get | Method::Head | Method::Options | Method::Trace | Method::Put | Method::Delete
@@ -508,15 +535,20 @@ fn is_conditional(name: &[u8]) -> bool {
 
 /// Serialises the backend request: request line, filtered headers, Host, X-Forwarded-For,
 /// X-Varnish, Content-Length, body.
+///
+/// `cache`: `Some` for a cache fetch (the client's conditional and Range fields are dropped so
+/// the backend sends a full response), with the kept object to revalidate, if any, whose
+/// validators become `If-None-Match` / `If-Modified-Since`. `None` for pass.
 fn build_bereq(
     shard: &Shard,
     req: &RequestHead,
     method: &[u8],
     body: &Bytes,
-    for_cache: bool,
+    cache: Option<Option<&Object>>,
     peer: SocketAddr,
     xid: u64,
 ) -> Bytes {
+    let for_cache = cache.is_some();
     let mut out = Vec::with_capacity(256 + req.head_len + body.len());
     out.extend_from_slice(method);
     out.push(b' ');
@@ -566,6 +598,14 @@ fn build_bereq(
     out.extend_from_slice(b"X-Varnish: ");
     write::write_u64(&mut out, xid);
     out.extend_from_slice(b"\r\n");
+    if let Some(Some(kept)) = cache {
+        if let Some(etag) = kept.headers.get("etag") {
+            write::write_header(&mut out, b"If-None-Match", etag);
+        }
+        if let Some(lm) = kept.headers.get("last-modified") {
+            write::write_header(&mut out, b"If-Modified-Since", lm);
+        }
+    }
     let has_body = !body.is_empty()
         || matches!(req.body, BodyFraming::Length(_) | BodyFraming::Chunked) && !for_cache;
     if has_body {
@@ -658,6 +698,37 @@ fn build_object(
 
 fn write_reason(status: u16) -> &'static str {
     crate::http::status::reason_phrase(status)
+}
+
+/// A kept object refreshed by a 304: its stored headers updated with the 304's fields, its
+/// body unchanged, a new lifetime computed as for a 200 with the merged headers.
+fn refreshed_object(shard: &Shard, kept: &Object, f: &Fetched, now: f64, xid: u64) -> Object {
+    let fresh = stored_headers(&f.head.headers, now);
+    let mut headers = kept.headers.clone();
+    for h in &fresh {
+        if h.name.eq_ignore_ascii_case(b"via") {
+            continue;
+        }
+        if let Ok(name) = std::str::from_utf8(&h.name) {
+            headers.remove(name);
+        }
+        headers.append(h.name.clone(), h.value.clone());
+    }
+    let lt = ttl::rfc2616_ttl(kept.status, &headers, now, &shard.ttl_params);
+    Object {
+        xid,
+        kind: ObjKind::Normal,
+        status: kept.status,
+        head: Object::build_head(kept.status, &kept.reason, &headers),
+        reason: kept.reason.clone(),
+        headers,
+        body: kept.body.clone(),
+        t_origin: lt.t_origin,
+        ttl: lt.ttl,
+        grace: lt.grace,
+        keep: lt.keep,
+        vary: kept.vary.clone(),
+    }
 }
 
 /// A hit-for-miss (or hit-for-pass) marker: no body, TTL `uncacheable_ttl`.

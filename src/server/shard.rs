@@ -42,8 +42,9 @@ pub enum Reply {
         stale: Arc<Object>,
         bgfetch: bool,
     },
-    /// The requester holds the key's busy flag and must fetch, then report.
-    Miss,
+    /// The requester holds the key's busy flag and must fetch, then report. A kept object, if
+    /// any, makes the fetch conditional (a 304 refreshes it).
+    Miss(Option<Arc<Object>>),
     /// Uncacheable (hit-for-miss): fetch without coalescing.
     HitMiss,
     HitPass,
@@ -55,7 +56,7 @@ pub enum Reply {
 
 impl Reply {
     fn grants_busy(&self) -> bool {
-        matches!(self, Reply::Miss | Reply::Grace { bgfetch: true, .. })
+        matches!(self, Reply::Miss(_) | Reply::Grace { bgfetch: true, .. })
     }
 }
 
@@ -191,7 +192,7 @@ impl Shard {
                     self.counters().inc(C::busy_sleep);
                     rx
                 }
-                other => return to_reply(other),
+                other => return self.to_reply(other, key, headers, now),
             };
             let r = rx.await.unwrap_or(Reply::Overloaded);
             self.counters().inc(C::busy_wakeup);
@@ -288,13 +289,24 @@ impl Shard {
                     }
                     continue;
                 }
-                other => to_reply(other),
+                other => self.to_reply(other, &p.key, &p.headers, now),
             };
             let grants = reply.grants_busy();
             if p.reply.send(reply).is_err() && grants {
                 let waiters = self.store.borrow_mut().unbusy(&p.key);
                 work.extend(waiters);
             }
+        }
+    }
+
+    fn to_reply(&self, l: Lookup, key: &CacheKey, headers: &Headers, now: f64) -> Reply {
+        match l {
+            Lookup::Hit(o) => Reply::Hit(o),
+            Lookup::Grace { stale, bgfetch } => Reply::Grace { stale, bgfetch },
+            Lookup::Miss => Reply::Miss(self.store.borrow().keep_candidate(key, headers, now)),
+            Lookup::HitMiss => Reply::HitMiss,
+            Lookup::HitPass(_) => Reply::HitPass,
+            Lookup::Busy => Reply::Overloaded,
         }
     }
 
@@ -313,17 +325,6 @@ impl Shard {
         c.set(C::storage_bytes, s.bytes_used as u64);
         c.set(C::n_expired, s.n_expired);
         c.set(C::n_lru_nuked, s.n_lru_nuked);
-    }
-}
-
-fn to_reply(l: Lookup) -> Reply {
-    match l {
-        Lookup::Hit(o) => Reply::Hit(o),
-        Lookup::Grace { stale, bgfetch } => Reply::Grace { stale, bgfetch },
-        Lookup::Miss => Reply::Miss,
-        Lookup::HitMiss => Reply::HitMiss,
-        Lookup::HitPass(_) => Reply::HitPass,
-        Lookup::Busy => Reply::Overloaded,
     }
 }
 
