@@ -234,7 +234,7 @@ impl<W> Store<W> {
                     fresh = Some(i);
                     break;
                 }
-                if expired.map_or(true, |(_, t)| o.t_origin > t) {
+                if expired.is_none_or(|(_, t)| o.t_origin > t) {
                     expired = Some((i, o.t_origin));
                 }
             }
