@@ -106,6 +106,8 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     s.set_nodelay(true)?;
     s.bind(&addr.into())?;
     s.listen(1024)?;
+    // The epoll driver needs a non-blocking socket; io_uring does not mind either way.
+    s.set_nonblocking(true)?;
     Ok(s.into())
 }
 
