@@ -664,7 +664,8 @@ fn stored_headers(resp: &Headers, now: f64) -> Headers {
     }
     v.extend_from_slice(VIA);
     h.append(Bytes::from_static(b"Via"), Bytes::from(v));
-    h
+    // Stored for the object's lifetime: must not pin the fetch's read buffer.
+    h.compact()
 }
 
 fn build_object(
@@ -678,7 +679,8 @@ fn build_object(
     let reason: Bytes = if f.head.reason.is_empty() {
         Bytes::from_static(write_reason(f.head.status).as_bytes())
     } else {
-        f.head.reason.clone()
+        // A copy: the parsed reason is a slice of the fetch's read buffer.
+        Bytes::copy_from_slice(&f.head.reason)
     };
     Object {
         xid,
