@@ -1,0 +1,126 @@
+//! Startup: the ready line, and startup failures (port in use, unresolvable backend, bad
+//! flags and parameters) that must exit non-zero with a reason on stderr.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::net::TcpListener;
+
+shard_tests!(
+    ready_line_reports_shards,
+    port_in_use_fails,
+    unresolvable_backend_fails,
+    unknown_param_fails,
+    bad_param_value_fails,
+    unknown_flag_fails,
+);
+
+fn cores_arg(cores: usize) -> String {
+    format!("cores={cores}")
+}
+
+fn non_empty_lines(s: &str) -> Vec<&str> {
+    s.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// Expects a non-zero exit with exactly one non-empty stderr line; returns that line.
+fn expect_one_line_failure(args: &[&str]) -> String {
+    let (status, err) = Server::start_expect_fail(args);
+    assert!(!status.success(), "{args:?} must fail; stderr: {err}");
+    let lines = non_empty_lines(&err);
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected a one-line reason on stderr, got:\n{err}"
+    );
+    lines[0].to_string()
+}
+
+// Goal: the server announces its listen address and `ready (<N> shards, io_uring|epoll)`.
+// Method: start with cores=N and look at stderr.
+fn ready_line_reports_shards(cores: usize) {
+    let o = Origin::fixed("x", &[]);
+    let s = Server::for_origin(&o, cores, &[]);
+    let log = s.stderr_text();
+    let ready = log
+        .lines()
+        .find(|l| l.contains("ringcache: ready ("))
+        .expect("ready line");
+    assert!(
+        ready.contains(&format!("ready ({cores} shards, io_uring)"))
+            || ready.contains(&format!("ready ({cores} shards, epoll)")),
+        "ready line {ready:?} does not report {cores} shards"
+    );
+    assert_eq!(s.addr().ip().to_string(), "127.0.0.1");
+    assert_ne!(s.addr().port(), 0);
+    assert_eq!(get(s.addr(), "/", &[]).status, 200);
+}
+
+// Goal: binding a port that is in use fails: non-zero exit, message containing "in use".
+// Method: hold a std listener (no SO_REUSEPORT) and start ringcache on its port.
+fn port_in_use_fails(cores: usize) {
+    let o = Origin::fixed("x", &[]);
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = holder.local_addr().unwrap().to_string();
+    let backend = o.addr().to_string();
+    let c = cores_arg(cores);
+    let (status, err) = Server::start_expect_fail(&["-a", &listen, "-b", &backend, "-p", &c]);
+    assert!(!status.success(), "must fail; stderr: {err}");
+    assert!(
+        err.to_ascii_lowercase().contains("in use"),
+        "stderr must say the address is in use: {err}"
+    );
+    drop(holder);
+}
+
+// Goal: an unresolvable backend host fails at startup (Varnish resolves at load time).
+fn unresolvable_backend_fails(cores: usize) {
+    let c = cores_arg(cores);
+    let (status, err) =
+        Server::start_expect_fail(&["-a", "127.0.0.1:0", "-b", "nosuchhost.invalid:80", "-p", &c]);
+    assert!(!status.success(), "must fail; stderr: {err}");
+    assert!(!err.trim().is_empty(), "no reason on stderr");
+}
+
+// Goal: an unknown parameter name is rejected with a one-line reason.
+fn unknown_param_fails(cores: usize) {
+    let o = Origin::fixed("x", &[]);
+    let b = o.addr().to_string();
+    let c = cores_arg(cores);
+    let line =
+        expect_one_line_failure(&["-a", "127.0.0.1:0", "-b", &b, "-p", &c, "-p", "nosuch=1"]);
+    assert!(
+        line.contains("nosuch"),
+        "reason should name the parameter: {line}"
+    );
+}
+
+// Goal: a bad parameter value is rejected with a one-line reason.
+fn bad_param_value_fails(cores: usize) {
+    let o = Origin::fixed("x", &[]);
+    let b = o.addr().to_string();
+    let c = cores_arg(cores);
+    let line = expect_one_line_failure(&[
+        "-a",
+        "127.0.0.1:0",
+        "-b",
+        &b,
+        "-p",
+        &c,
+        "-p",
+        "default_ttl=abc",
+    ]);
+    assert!(
+        line.contains("default_ttl") || line.contains("abc"),
+        "reason should name the parameter or value: {line}"
+    );
+}
+
+// Goal: an unknown command-line flag is rejected with a one-line reason.
+fn unknown_flag_fails(cores: usize) {
+    let o = Origin::fixed("x", &[]);
+    let b = o.addr().to_string();
+    let c = cores_arg(cores);
+    expect_one_line_failure(&["-a", "127.0.0.1:0", "-b", &b, "-p", &c, "--no-such-flag"]);
+}
