@@ -51,8 +51,8 @@ fn start(
             }
         }
     }
-    let mut child = cmd.spawn().expect("spawn ringcache");
-    let stderr = child.stderr.take().expect("stderr");
+    let mut child = Proc(cmd.spawn().expect("spawn ringcache"));
+    let stderr = child.0.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -144,9 +144,8 @@ fn deny_io_uring_setup() {
     }
 }
 
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn stop(child: Proc) {
+    drop(child);
 }
 
 fn origin() -> Origin {
