@@ -12,12 +12,22 @@ use common::{get, Origin, Reply};
 /// Starts ringcache with `extra` env and, when `deny_uring`, a seccomp filter that makes
 /// `io_uring_setup(2)` fail with EPERM (as Docker's default profile and
 /// `kernel.io_uring_disabled` do). Returns the child, its listen address and its stderr so far.
+/// The child, killed on drop so a failed assertion never leaves a server running.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn start(
     origin: &Origin,
     cores: usize,
     deny_uring: bool,
     env: &[(&str, &str)],
-) -> (Child, std::net::SocketAddr, Vec<String>) {
+) -> (Proc, std::net::SocketAddr, Vec<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcache"));
     cmd.args([
         "-a",
