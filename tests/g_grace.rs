@@ -55,7 +55,7 @@ fn stale_served_then_one_bgfetch(cores: usize) {
     assert_eq!(o.request_count(), 2, "exactly one background fetch");
 }
 
-// Goal: during a slow background fetch (origin takes 1 s) every request gets the stale object
+// Goal: during a slow background fetch (origin takes 3 s) every request gets the stale object
 // without waiting, and no second fetch is started; then the new object is served.
 // Method: after expiry, one GET triggers the bgfetch, then 5 concurrent GETs and 3 sequential
 // ones, each must answer v0 in < 500 ms; after the bgfetch completes, GET → v1.
@@ -65,7 +65,9 @@ fn slow_bgfetch_does_not_block(cores: usize) {
         if i == 0 {
             r
         } else {
-            r.delay(Duration::from_secs(1))
+            // Long enough that the nine requests below all fall inside the background
+            // fetch even on a loaded 2-core machine.
+            r.delay(Duration::from_secs(3))
         }
     });
     let s = Server::for_origin(&o, cores, &[]);
@@ -86,7 +88,12 @@ fn slow_bgfetch_does_not_block(cores: usize) {
         assert!(t < FAST, "request during bgfetch waited {t:?}");
     }
     assert_eq!(o.request_count(), 2, "one background fetch only");
-    sleep(Duration::from_millis(1300));
+    assert!(
+        wait_until(Duration::from_secs(6), || get(addr, "/slow", &[])
+            .body_str()
+            == "v1"),
+        "the background fetch's object must replace the stale one"
+    );
     assert_eq!(get(addr, "/slow", &[]).body_str(), "v1");
     assert_eq!(o.request_count(), 2);
 }
