@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
 use crate::http::chunked::ChunkedDecoder;
@@ -340,6 +342,11 @@ impl BodyReader {
                 return Err(FetchError::TooLarge);
             }
         }
+        if let BodyFraming::Length(n) = self.framing {
+            if !self.done {
+                return self.read_exact_length(n as usize).await;
+            }
+        }
         let mut pieces: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
         while let Some(p) = self.next().await? {
@@ -360,6 +367,49 @@ impl BodyReader {
             out.extend_from_slice(&p);
         }
         Ok(Bytes::from(out))
+    }
+
+    /// A Content-Length body read straight into one buffer of exactly its size: the kernel
+    /// writes into the buffer the cache will keep, so there is no copy and no transient read
+    /// buffer (which would otherwise interleave with stored bodies in the allocator).
+    async fn read_exact_length(&mut self, n: usize) -> Result<Bytes, FetchError> {
+        let mut body = BytesMut::with_capacity(n);
+        let first = self.buf.len().min(self.remaining as usize);
+        body.extend_from_slice(&self.buf.split_to(first));
+        self.remaining -= first as u64;
+        while body.len() < n {
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(FetchError::Closed);
+            };
+            let len = body.len();
+            let fut = stream.read(body.slice_mut(len..n));
+            match monoio::time::timeout(self.between_bytes, fut).await {
+                Err(_) => {
+                    self.stream = None;
+                    return Err(FetchError::BetweenBytesTimeout);
+                }
+                Ok((Ok(0), _)) => {
+                    self.stream = None;
+                    return Err(FetchError::Closed);
+                }
+                Ok((Ok(got), slice)) => {
+                    body = slice.into_inner();
+                    self.remaining -= got as u64;
+                }
+                Ok((Err(e), _)) => {
+                    self.stream = None;
+                    return Err(FetchError::Read(e));
+                }
+            }
+        }
+        debug_assert_eq!(body.len(), n);
+        debug_assert_eq!(self.remaining, 0);
+        self.done = true;
+        if !self.buf.is_empty() {
+            // Bytes beyond the framed body: the connection is not reusable.
+            self.keep_alive = false;
+        }
+        Ok(body.freeze())
     }
 
     /// Ends the fetch: a completely read, keep-alive response returns its connection to `pool`.

@@ -495,7 +495,8 @@ impl<W> Store<W> {
             self.remove_node(i, Why::Replaced);
         }
 
-        let weight = obj.weight();
+        // The key bytes live in the store's entry for as long as the object does.
+        let weight = obj.weight() + key.bytes.len();
         if weight > self.limits.capacity_bytes {
             return;
         }
@@ -733,6 +734,11 @@ mod tests {
         let mut o = mk(ObjKind::Normal, t, ttl, 10.0, 0.0);
         o.vary = VarySpec::from_response(&resp, req);
         Arc::new(o)
+    }
+
+    /// What the store charges for a normal test object under `k` (object plus key bytes).
+    fn charged(k: &CacheKey) -> usize {
+        normal(0.0, 1e9, 0.0).weight() + k.bytes.len()
     }
 
     fn key(s: &str) -> CacheKey {
@@ -1063,14 +1069,14 @@ mod tests {
 
     #[test]
     fn flood_of_unique_keys_stays_within_capacity() {
-        let w = normal(0.0, 1e9, 0.0).weight();
+        let w = charged(&key("/flood/00000"));
         let cap = 100 * w + w / 2;
         let mut s: Store<u32> = Store::new(StoreLimits {
             capacity_bytes: cap,
             waiters_max: 4,
         });
         for i in 0..10_000u32 {
-            let k = key(&format!("/flood/{i}"));
+            let k = key(&format!("/flood/{i:05}"));
             assert!(matches!(
                 lk(&mut s, &k, &req(), 0.0, None, i).0,
                 Lookup::Miss
@@ -1090,32 +1096,32 @@ mod tests {
 
     #[test]
     fn sieve_evicts_unvisited_before_visited() {
-        let w = normal(0.0, 1e9, 0.0).weight();
+        let w = charged(&key("/00"));
         let mut s: Store<u32> = Store::new(StoreLimits {
             capacity_bytes: 10 * w,
             waiters_max: 4,
         });
         for i in 0..10 {
-            s.insert_unbusy(&key(&format!("/{i}")), normal(0.0, 1e9, 0.0), 0.0);
+            s.insert_unbusy(&key(&format!("/{i:02}")), normal(0.0, 1e9, 0.0), 0.0);
         }
         let visited = [0, 2, 4];
         for i in visited {
             assert!(is_hit(
-                &lk(&mut s, &key(&format!("/{i}")), &req(), 1.0, None, 0).0
+                &lk(&mut s, &key(&format!("/{i:02}")), &req(), 1.0, None, 0).0
             ));
         }
         // Seven newcomers evict exactly the seven unvisited originals, oldest first.
         for j in 10..17 {
-            s.insert_unbusy(&key(&format!("/{j}")), normal(0.0, 1e9, 0.0), 1.0);
+            s.insert_unbusy(&key(&format!("/{j:02}")), normal(0.0, 1e9, 0.0), 1.0);
             let gone = [1, 3, 5, 6, 7, 8, 9][j - 10];
             assert!(
-                s.head(&key(&format!("/{gone}"))).is_none(),
+                s.head(&key(&format!("/{gone:02}"))).is_none(),
                 "{gone} should be gone"
             );
         }
         for i in visited {
             assert!(
-                s.head(&key(&format!("/{i}"))).is_some(),
+                s.head(&key(&format!("/{i:02}"))).is_some(),
                 "{i} visited, kept"
             );
         }
@@ -1124,12 +1130,12 @@ mod tests {
         // the newcomers and then comes back to them.
         s.insert_unbusy(&key("/17"), normal(0.0, 1e9, 0.0), 1.0);
         assert!(s.head(&key("/10")).is_none());
-        assert!(s.head(&key("/0")).is_some());
+        assert!(s.head(&key("/00")).is_some());
     }
 
     #[test]
     fn hand_removes_dead_objects_as_expired() {
-        let w = normal(0.0, 1e9, 0.0).weight();
+        let w = charged(&key("/dead"));
         let mut s: Store<u32> = Store::new(StoreLimits {
             capacity_bytes: 2 * w,
             waiters_max: 4,

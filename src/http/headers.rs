@@ -121,39 +121,6 @@ impl Headers {
         })
     }
 
-    /// A copy whose names and values live in one exact-size buffer of their own.
-    ///
-    /// Parsed fields are slices of the whole read buffer they arrived in; anything kept for
-    /// long (a cached object) must not pin that buffer, or each object would hold kilobytes
-    /// its size accounting never sees.
-    pub fn compact(&self) -> Headers {
-        let total: usize = self
-            .fields
-            .iter()
-            .map(|h| h.name.len() + h.value.len())
-            .sum();
-        let mut buf = Vec::with_capacity(total);
-        for h in &self.fields {
-            buf.extend_from_slice(&h.name);
-            buf.extend_from_slice(&h.value);
-        }
-        let buf = Bytes::from(buf);
-        let mut at = 0;
-        let fields = self
-            .fields
-            .iter()
-            .map(|h| {
-                let name = buf.slice(at..at + h.name.len());
-                at += h.name.len();
-                let value = buf.slice(at..at + h.value.len());
-                at += h.value.len();
-                Header { name, value }
-            })
-            .collect();
-        debug_assert_eq!(at, buf.len());
-        Headers { fields }
-    }
-
     /// Serialises every field as `Name: value\r\n` onto `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         for h in &self.fields {
@@ -210,19 +177,6 @@ mod tests {
         assert_eq!(h.get("x-a").map(|v| &v[..]), Some(&b"3"[..]));
         assert_eq!(h.remove("X-a"), 1);
         assert!(!h.contains("x-a"));
-    }
-
-    #[test]
-    fn compact_copies_into_its_own_buffer() {
-        let raw = Bytes::from(vec![b'z'; 8192]);
-        let mut h = Headers::new();
-        h.append(raw.slice(0..4), raw.slice(4..10));
-        h.append("X-B", "2");
-        let c = h.compact();
-        assert_eq!(c, h);
-        drop(h);
-        // The 8 KiB buffer is no longer referenced by the compact copy.
-        assert!(raw.is_unique());
     }
 
     #[test]

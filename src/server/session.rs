@@ -664,8 +664,9 @@ fn stored_headers(resp: &Headers, now: f64) -> Headers {
     }
     v.extend_from_slice(VIA);
     h.append(Bytes::from_static(b"Via"), Bytes::from(v));
-    // Stored for the object's lifetime: must not pin the fetch's read buffer.
-    h.compact()
+    // Objects re-home these into their own head buffer (Object::build_head_and_headers), so
+    // nothing stored pins the fetch's read buffer.
+    h
 }
 
 fn build_object(
@@ -682,11 +683,12 @@ fn build_object(
         // A copy: the parsed reason is a slice of the fetch's read buffer.
         Bytes::copy_from_slice(&f.head.reason)
     };
+    let (head, headers) = Object::build_head_and_headers(f.head.status, &reason, &headers);
     Object {
         xid,
         kind: ObjKind::Normal,
         status: f.head.status,
-        head: Object::build_head(f.head.status, &reason, &headers),
+        head,
         reason,
         headers,
         body,
@@ -717,11 +719,12 @@ fn refreshed_object(shard: &Shard, kept: &Object, f: &Fetched, now: f64, xid: u6
         headers.append(h.name.clone(), h.value.clone());
     }
     let lt = ttl::rfc2616_ttl(kept.status, &headers, now, &shard.ttl_params);
+    let (head, headers) = Object::build_head_and_headers(kept.status, &kept.reason, &headers);
     Object {
         xid,
         kind: ObjKind::Normal,
         status: kept.status,
-        head: Object::build_head(kept.status, &kept.reason, &headers),
+        head,
         reason: kept.reason.clone(),
         headers,
         body: kept.body.clone(),
