@@ -26,7 +26,7 @@ use crate::http::request::{self, BodyFraming, Method, RequestHead, Version};
 use crate::http::{write, Headers};
 use crate::stats::C;
 
-use super::io::{read_timeout, secs, write_all_timeout, write_head_body, HeadBody, Read, Write};
+use super::io::{read_timeout, secs, write_all_timeout, write_head_body, Read, Write};
 use super::shard::{unix_now, BusyGuard, Reply, Shard};
 
 /// `Via` value ringcache adds.
@@ -891,7 +891,8 @@ async fn deliver(
     c.add(C::s_resp_bodybytes, body.len() as u64);
     match write_head_body(
         &mut conn.stream,
-        HeadBody::new(head, body),
+        head,
+        body,
         secs(shard.shared.params.send_timeout),
     )
     .await
@@ -988,8 +989,7 @@ async fn stream_response(
             let ok = if chunked_out {
                 let mut h = Vec::with_capacity(16);
                 chunked::write_chunk_header(piece.len(), &mut h);
-                let hb = HeadBody::new(h, piece);
-                let r1 = write_head_body(&mut conn.stream, hb, send_timeout).await;
+                let r1 = write_head_body(&mut conn.stream, h, piece, send_timeout).await;
                 matches!(r1, Write::Done(_))
                     && matches!(
                         write_all_timeout(&mut conn.stream, &b"\r\n"[..], send_timeout).await,
@@ -1062,7 +1062,7 @@ async fn send_synth(
     } else {
         Bytes::from(body)
     };
-    match write_head_body(&mut conn.stream, HeadBody::new(head, body), secs(5.0)).await {
+    match write_head_body(&mut conn.stream, head, body, secs(5.0)).await {
         Write::Done(_) if keep_alive => Next::KeepAlive,
         _ => Next::Close,
     }
