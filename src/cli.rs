@@ -2,12 +2,22 @@
 //!
 //! Why here and not in `main`: flag parsing is pure (text in, `Config` or one-line error out), so
 //! every accepted and refused form is unit-tested without starting a server. Names are varnishd's
-//! (`-a -b -s -p -F`), so an operator's unit file and muscle memory carry over.
+//! (`-a -b -s -p -F -T -S`), so an operator's unit file and muscle memory carry over.
+//!
+//! Two subcommands are the admin clients: `ringcache adm ...` (varnishadm) and
+//! `ringcache stat ...` (varnishstat -1/-j through the admin port). They are recognised only as
+//! the first argument, which a varnishd-style command line never starts with (its flags all
+//! start with `-`), and parsed by hand with getopt's rules (options stop at the first word, so
+//! `adm param.set x -1` passes `-1` through).
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Arg, ArgAction, Command};
 
+use crate::admin::client::{self, Mode};
+use crate::admin::AdminConfig;
 use crate::params::{self, Params};
 
 /// Everything the control plane needs to boot.
@@ -21,6 +31,8 @@ pub struct Config {
     /// Cache storage size in bytes (`-s`), split over shards.
     pub storage_bytes: u64,
     pub params: Params,
+    /// The admin listener (`-T`, `-S`).
+    pub admin: AdminConfig,
 }
 
 /// The `-b` backend.
@@ -36,6 +48,8 @@ pub enum Action {
     Serve(Box<Config>),
     /// Print this text to stdout and exit 0.
     Print(String),
+    /// Run the admin client (`ringcache adm ...`, `ringcache stat ...`).
+    Admin(Box<client::Request>),
 }
 
 /// A refused command line: one line of text.
@@ -89,13 +103,38 @@ fn command() -> Command {
                 .help("Set a runtime parameter (repeatable); the list follows"),
         )
         .arg(
+            Arg::new("admin_listen")
+                .short('T')
+                .value_name("ADDR:PORT")
+                .help("Admin CLI listen address (default 127.0.0.1:0, a free loopback port; 'none' for no admin port)"),
+        )
+        .arg(
+            Arg::new("secret")
+                .short('S')
+                .value_name("SECRETFILE")
+                .help("Admin CLI secret file: clients must answer a challenge with it (varnishadm -S)"),
+        )
+        .arg(
             Arg::new("foreground")
                 .short('F')
                 .action(ArgAction::SetTrue)
                 .help("Run in the foreground (accepted for varnishd compatibility; ringcache never daemonizes)"),
         )
-        .after_help(params::help_text())
+        .after_help(format!("{ADMIN_HELP}\n{}", params::help_text()))
 }
+
+const ADMIN_HELP: &str = "\
+Admin clients (see docs/admin.md):
+  ringcache adm -T ADDR:PORT [-S SECRETFILE] [-t SECONDS] [COMMAND [ARG...]]
+      Run one admin command (or one per line of stdin), as varnishadm.
+  ringcache stat -T ADDR:PORT [-S SECRETFILE] [-t SECONDS] [-1|-j] [-f GLOB]...
+      Print the counters as varnishstat -1 (default) or -j.
+";
+
+const ADM_USAGE: &str =
+    "Usage: ringcache adm -T ADDR:PORT [-S SECRETFILE] [-t SECONDS] [COMMAND [ARG...]]\n";
+const STAT_USAGE: &str =
+    "Usage: ringcache stat -T ADDR:PORT [-S SECRETFILE] [-t SECONDS] [-1|-j] [-f GLOB]...\n";
 
 /// Parses `args` (including the program name).
 pub fn parse<I, S>(args: I) -> Result<Action, CliError>
@@ -103,6 +142,12 @@ where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
 {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("adm") => return parse_client(&args[2..], false),
+        Some("stat") => return parse_client(&args[2..], true),
+        _ => {}
+    }
     let m = match command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
@@ -167,11 +212,147 @@ where
         None => DEFAULT_STORAGE,
     };
 
+    let mut admin = AdminConfig::default();
+    if let Some(t) = m.get_one::<String>("admin_listen") {
+        admin.listen = parse_admin_listen(t)?;
+    }
+    if let Some(s) = m.get_one::<String>("secret") {
+        if s.is_empty() {
+            return Err(CliError("-S: a file name is required".into()));
+        }
+        admin.secret = Some(PathBuf::from(s));
+    }
+
     Ok(Action::Serve(Box::new(Config {
         listen,
         backend,
         storage_bytes,
         params,
+        admin,
+    })))
+}
+
+/// `-T`: `ADDR:PORT`, `[v6]:PORT`, `:PORT` (every IPv4 and IPv6 interface), `name:PORT`, or
+/// `none` (no admin listener).
+pub fn parse_admin_listen(s: &str) -> Result<Vec<SocketAddr>, CliError> {
+    if s == "none" {
+        return Ok(Vec::new());
+    }
+    let err = |m: String| CliError(format!("-T {s}: {m}"));
+    let (host, port) = split_host_port(s, None).map_err(err)?;
+    if host.is_empty() {
+        let p: u16 = port
+            .parse()
+            .map_err(|_| err(format!("\"{port}\" is not a port number")))?;
+        return Ok(vec![
+            SocketAddr::from(([0, 0, 0, 0], p)),
+            SocketAddr::from(([0u16; 8], p)),
+        ]);
+    }
+    resolve(host, port).map_err(err)
+}
+
+/// `adm` / `stat` arguments (after the subcommand word), getopt style.
+fn parse_client(args: &[std::ffi::OsString], stat: bool) -> Result<Action, CliError> {
+    let name = if stat { "stat" } else { "adm" };
+    let usage = if stat { STAT_USAGE } else { ADM_USAGE };
+    let mut words = Vec::with_capacity(args.len());
+    for a in args {
+        match a.to_str() {
+            Some(s) => words.push(s.to_string()),
+            None => return Err(CliError(format!("{name}: arguments must be UTF-8"))),
+        }
+    }
+    let mut target = None;
+    let mut secret = None;
+    let mut timeout = Duration::from_secs(5);
+    let mut stat_args = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i].as_str();
+        if w == "--" {
+            i += 1;
+            break;
+        }
+        if w == "-h" || w == "--help" {
+            return Ok(Action::Print(usage.to_string()));
+        }
+        if !w.starts_with('-') || w == "-" {
+            break;
+        }
+        let flag = w.get(..2).unwrap_or(w);
+        let takes_value = matches!(flag, "-T" | "-S" | "-t") || (stat && flag == "-f");
+        let value = if !takes_value {
+            None
+        } else if w.len() > 2 {
+            Some(w[2..].to_string())
+        } else {
+            i += 1;
+            Some(
+                words
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| CliError(format!("{name} {flag}: a value is required")))?,
+            )
+        };
+        match (flag, value) {
+            ("-T", Some(v)) => target = Some(v),
+            ("-S", Some(v)) => secret = Some(PathBuf::from(v)),
+            ("-t", Some(v)) => {
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| t.is_finite() && *t > 0.0 && *t <= 86_400.0)
+                    .ok_or_else(|| {
+                        CliError(format!("{name} -t {v}: expected seconds (0 < t <= 86400)"))
+                    })?;
+                timeout = Duration::from_secs_f64(secs);
+            }
+            ("-f", Some(v)) => {
+                stat_args.push("-f".to_string());
+                stat_args.push(v);
+            }
+            ("-1" | "-j", None) if stat && w.len() == 2 => stat_args.push(w.to_string()),
+            _ => {
+                return Err(CliError(format!(
+                    "{name}: unknown option {w} ({})",
+                    usage.trim_end().trim_start_matches("Usage: ")
+                )))
+            }
+        }
+        i += 1;
+    }
+    let rest = &words[i..];
+    let target = target.ok_or_else(|| {
+        CliError(format!(
+            "{name}: -T ADDR:PORT is required (the address ringcache printed as \"ringcache: admin on ADDR\")"
+        ))
+    })?;
+    let addrs = {
+        let (host, port) = split_host_port(&target, None)
+            .map_err(|m| CliError(format!("{name} -T {target}: {m}")))?;
+        let host = if host.is_empty() { "127.0.0.1" } else { host };
+        resolve(host, port).map_err(|m| CliError(format!("{name} -T {target}: {m}")))?
+    };
+    let mode = if stat {
+        if let Some(extra) = rest.first() {
+            return Err(CliError(format!(
+                "stat: unexpected argument \"{extra}\" ({})",
+                STAT_USAGE.trim_end().trim_start_matches("Usage: ")
+            )));
+        }
+        Mode::Stat(stat_args)
+    } else if rest.is_empty() {
+        Mode::Stdin
+    } else {
+        Mode::Command(rest.to_vec())
+    };
+    Ok(Action::Admin(Box::new(client::Request {
+        target,
+        addrs,
+        secret,
+        timeout,
+        mode,
     })))
 }
 
@@ -329,6 +510,105 @@ mod tests {
         match parse(v)? {
             Action::Serve(c) => Ok(*c),
             Action::Print(t) => Err(CliError(format!("printed: {t}"))),
+            Action::Admin(r) => Err(CliError(format!("admin client: {r:?}"))),
+        }
+    }
+
+    fn client(args: &[&str]) -> Result<client::Request, CliError> {
+        let mut v = vec!["ringcache"];
+        v.extend_from_slice(args);
+        match parse(v)? {
+            Action::Admin(r) => Ok(*r),
+            other => Err(CliError(format!("not a client: {other:?}"))),
+        }
+    }
+
+    #[test]
+    fn admin_listener_flags() {
+        let base = ["-a", "127.0.0.1:1", "-b", "127.0.0.1:2"];
+        let c = serve(&base).expect("ok");
+        assert_eq!(c.admin, AdminConfig::default());
+        assert_eq!(c.admin.listen, vec!["127.0.0.1:0".parse().expect("addr")]);
+        let mut v = base.to_vec();
+        v.extend(["-T", "127.0.0.1:6082", "-S", "/etc/varnish/secret"]);
+        let c = serve(&v).expect("ok");
+        assert_eq!(
+            c.admin.listen,
+            vec!["127.0.0.1:6082".parse().expect("addr")]
+        );
+        assert_eq!(c.admin.secret, Some(PathBuf::from("/etc/varnish/secret")));
+        let mut v = base.to_vec();
+        v.extend(["-T", "none"]);
+        assert!(serve(&v).expect("ok").admin.listen.is_empty());
+        let mut v = base.to_vec();
+        v.extend(["-T", ":0"]);
+        assert_eq!(serve(&v).expect("ok").admin.listen.len(), 2);
+        for bad in ["127.0.0.1", "127.0.0.1:x", "::1:80", "nosuchhost.invalid:1"] {
+            let mut v = base.to_vec();
+            v.extend(["-T", bad]);
+            let e = serve(&v).expect_err(bad);
+            assert!(e.0.starts_with(&format!("-T {bad}: ")), "{e}");
+            assert!(!e.0.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn admin_clients() {
+        let r = client(&["adm", "-T", "127.0.0.1:6082", "-S", "/s", "ping"]).expect("ok");
+        assert_eq!(r.addrs, vec!["127.0.0.1:6082".parse().expect("addr")]);
+        assert_eq!(r.secret, Some(PathBuf::from("/s")));
+        assert_eq!(r.timeout, Duration::from_secs(5));
+        assert_eq!(r.mode, Mode::Command(vec!["ping".into()]));
+        // Options stop at the command: its own dashes pass through.
+        let r = client(&["adm", "-T127.0.0.1:1", "-t", "0.5", "param.set", "x", "-1"]).expect("ok");
+        assert_eq!(
+            r.mode,
+            Mode::Command(vec!["param.set".into(), "x".into(), "-1".into()])
+        );
+        assert_eq!(r.timeout, Duration::from_millis(500));
+        let r = client(&["adm", "-T", "127.0.0.1:1"]).expect("ok");
+        assert_eq!(r.mode, Mode::Stdin);
+        let r = client(&[
+            "stat",
+            "-T",
+            ":1",
+            "-j",
+            "-f",
+            "MAIN.*",
+            "-f^MAIN.s_*",
+            "-1",
+        ])
+        .expect("ok");
+        assert_eq!(r.addrs, vec!["127.0.0.1:1".parse().expect("addr")]);
+        assert_eq!(
+            r.mode,
+            Mode::Stat(vec![
+                "-j".into(),
+                "-f".into(),
+                "MAIN.*".into(),
+                "-f".into(),
+                "^MAIN.s_*".into(),
+                "-1".into()
+            ])
+        );
+        for bad in [
+            vec!["adm"],
+            vec!["adm", "ping"],
+            vec!["adm", "-T"],
+            vec!["adm", "-T", "127.0.0.1"],
+            vec!["adm", "-x", "-T", "127.0.0.1:1"],
+            vec!["adm", "-T", "127.0.0.1:1", "-t", "soon"],
+            vec!["stat", "-T", "127.0.0.1:1", "extra"],
+            vec!["stat", "-T", "127.0.0.1:1", "-x"],
+            vec!["stat", "-T", "127.0.0.1:1", "-f"],
+            vec!["adm", "-é"],
+        ] {
+            let e = client(&bad).expect_err(&format!("{bad:?} must fail"));
+            assert!(!e.0.contains('\n'), "{bad:?}: {e}");
+        }
+        match parse(["ringcache", "adm", "-h"]) {
+            Ok(Action::Print(t)) => assert!(t.starts_with("Usage: ringcache adm")),
+            other => panic!("unexpected {other:?}"),
         }
     }
 
@@ -415,7 +695,19 @@ mod tests {
     fn help_lists_flags_and_parameters() {
         match parse(["ringcache", "--help"]) {
             Ok(Action::Print(t)) => {
-                for needle in ["-a", "-b", "-s", "-p", "-F", "default_ttl", "poller_core"] {
+                for needle in [
+                    "-a",
+                    "-b",
+                    "-s",
+                    "-p",
+                    "-F",
+                    "-T",
+                    "-S",
+                    "ringcache adm",
+                    "ringcache stat",
+                    "default_ttl",
+                    "poller_core",
+                ] {
                     assert!(t.contains(needle), "help lacks {needle}");
                 }
             }

@@ -3,9 +3,11 @@
 //! The crate is split by domain: `http` (wire format), `cache` (objects, TTL rules, per-shard
 //! store), `backend` (per-core pools and fetches), `server` (boot, shards, sessions, the
 //! cross-shard path), `health` (the poller and the health board), `stats` (counters) and `params`
-//! (the one table of runtime parameters). The control plane (flags, boot, poller) and the data
-//! plane (shards) share only immutable configuration and atomics.
+//! (the one table of runtime parameters), `admin` (the Varnish CLI on `-T` and its clients). The
+//! control plane (flags, boot, poller, admin) and the data plane (shards) share only immutable
+//! configuration and atomics.
 
+pub mod admin;
 pub mod backend;
 pub mod cache;
 pub mod cli;

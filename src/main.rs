@@ -1,4 +1,5 @@
-//! `ringcache`: parse the command line, then boot the server in the foreground.
+//! `ringcache`: parse the command line, then boot the server in the foreground (or run an admin
+//! client: `ringcache adm ...`, `ringcache stat ...`).
 
 use mimalloc::MiMalloc;
 
@@ -10,6 +11,7 @@ use ringcache::cli::{self, Action};
 fn main() {
     match cli::parse(std::env::args_os()) {
         Ok(Action::Print(text)) => print!("{text}"),
+        Ok(Action::Admin(request)) => std::process::exit(ringcache::admin::client::run(&request)),
         Ok(Action::Serve(config)) => {
             if let Err(e) = ringcache::server::run(*config) {
                 eprintln!("ringcache: error: {e}");

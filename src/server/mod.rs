@@ -160,6 +160,7 @@ fn bind_all(
 
 /// Boots the server and serves until the process is stopped.
 pub fn run(config: Config) -> Result<(), BootError> {
+    let started = std::time::Instant::now();
     let available = core_affinity::get_core_ids().unwrap_or_default();
     let n_avail = available.len().max(1);
     let shards = match config.params.cores {
@@ -177,6 +178,8 @@ pub fn run(config: Config) -> Result<(), BootError> {
     };
 
     let (listeners, bound) = bind_all(&config.listen, shards)?;
+    // Bound before any shard starts, so a bad -T or -S is a clean startup error.
+    let admin = crate::admin::server::bind(&config.admin).map_err(BootError)?;
 
     let mut inboxes = Vec::with_capacity(shards);
     let mut receivers = Vec::with_capacity(shards);
@@ -239,6 +242,18 @@ pub fn run(config: Config) -> Result<(), BootError> {
     }
     for a in &bound {
         eprintln!("ringcache: listening on {a}");
+    }
+    let admin_addrs = admin.addrs().to_vec();
+    let counters_of = shared.clone();
+    admin
+        .start(crate::admin::commands::Context {
+            counters: Box::new(move || counters_of.stats.snapshot()),
+            started,
+            secret: config.admin.secret.clone(),
+        })
+        .map_err(|e| BootError(format!("cannot start the admin thread: {e}")))?;
+    for a in &admin_addrs {
+        eprintln!("ringcache: admin on {a}");
     }
     let engine_name = match &engine {
         Engine::IoUring => "io_uring".to_string(),

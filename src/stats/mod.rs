@@ -15,16 +15,56 @@ pub enum CounterKind {
     Gauge,
 }
 
+/// How a counter's value reads (Varnish's `format`: i integer, B bytes, d duration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Integer,
+    Bytes,
+    /// Seconds.
+    Duration,
+}
+
+impl Format {
+    /// The letter `varnishstat -j` prints.
+    pub fn letter(self) -> char {
+        match self {
+            Format::Integer => 'i',
+            Format::Bytes => 'B',
+            Format::Duration => 'd',
+        }
+    }
+}
+
+impl CounterKind {
+    /// The letter `varnishstat -j` prints as `flag`.
+    pub fn letter(self) -> char {
+        match self {
+            CounterKind::Counter => 'c',
+            CounterKind::Gauge => 'g',
+        }
+    }
+}
+
 /// One row of the counter table.
 #[derive(Debug)]
 pub struct CounterDef {
     pub name: &'static str,
     pub kind: CounterKind,
+    pub format: Format,
     pub description: &'static str,
 }
 
+macro_rules! format_or_integer {
+    () => {
+        Format::Integer
+    };
+    ($f:ident) => {
+        Format::$f
+    };
+}
+
 macro_rules! counters {
-    ($( $name:ident : $kind:ident, $desc:literal; )*) => {
+    ($( $name:ident : $kind:ident $(($fmt:ident))?, $desc:literal; )*) => {
         /// Index of each counter in a shard's counter array.
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +75,7 @@ macro_rules! counters {
         pub static TABLE: &[CounterDef] = &[ $( CounterDef {
             name: concat!("MAIN.", stringify!($name)),
             kind: CounterKind::$kind,
+            format: format_or_integer!($($fmt)?),
             description: $desc,
         }, )* ];
     };
@@ -73,11 +114,11 @@ counters! {
     s_synth: Counter, "Synthetic responses made";
     s_fetch: Counter, "Backend fetches";
     s_bgfetch: Counter, "Background fetches";
-    s_req_hdrbytes: Counter, "Request header bytes received";
-    s_req_bodybytes: Counter, "Request body bytes received";
-    s_resp_hdrbytes: Counter, "Response header bytes sent";
-    s_resp_bodybytes: Counter, "Response body bytes sent";
-    storage_bytes: Gauge, "Bytes of cache storage in use";
+    s_req_hdrbytes: Counter(Bytes), "Request header bytes received";
+    s_req_bodybytes: Counter(Bytes), "Request body bytes received";
+    s_resp_hdrbytes: Counter(Bytes), "Response header bytes sent";
+    s_resp_bodybytes: Counter(Bytes), "Response body bytes sent";
+    storage_bytes: Gauge(Bytes), "Bytes of cache storage in use";
     shard_hop: Counter, "Lookups sent to another shard (cross-shard hops)";
 }
 
@@ -180,6 +221,16 @@ mod tests {
         assert_eq!(hit, Some(5));
         s.shard(1).set(C::n_object, 7);
         assert_eq!(s.total(C::n_object), 7);
+    }
+
+    #[test]
+    fn byte_counters_say_so() {
+        for d in TABLE {
+            let bytes = d.name.ends_with("bytes");
+            assert_eq!(d.format == Format::Bytes, bytes, "{}", d.name);
+        }
+        assert_eq!(Format::Bytes.letter(), 'B');
+        assert_eq!(CounterKind::Gauge.letter(), 'g');
     }
 
     #[test]

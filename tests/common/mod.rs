@@ -1511,3 +1511,326 @@ pub fn send_raw_expect_close(addr: SocketAddr, raw: &[u8]) -> Response {
     }
     r
 }
+
+// ------------------------------------------------------------------------------------------
+// Admin CLI (Varnish's CLI protocol on -T), independent of ringcache's own code
+// ------------------------------------------------------------------------------------------
+
+/// The address in a `ringcache: admin on ADDR` line of `text`.
+pub fn parse_admin_addr(text: &str) -> Option<SocketAddr> {
+    text.lines()
+        .filter_map(|l| l.split_once("ringcache: admin on "))
+        .find_map(|(_, rest)| rest.trim().parse().ok())
+}
+
+impl Server {
+    /// The admin address ringcache printed (panics if it printed none).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let text = self.stderr_text();
+        parse_admin_addr(&text)
+            .unwrap_or_else(|| panic!("no 'ringcache: admin on ADDR' line; stderr:\n{text}"))
+    }
+}
+
+/// One CLI response as it came off the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CliResponse {
+    /// The 13-byte status line, e.g. `"200 19      \n"`.
+    pub line0: String,
+    pub status: u16,
+    pub body: String,
+}
+
+/// A raw admin CLI connection (std TcpStream, every read bounded by [`IO_TIMEOUT`]).
+pub struct AdminConn {
+    stream: TcpStream,
+}
+
+impl AdminConn {
+    pub fn connect(addr: SocketAddr) -> AdminConn {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect to admin {addr}: {e}"));
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        AdminConn { stream }
+    }
+
+    /// Connects and reads the first response (banner or challenge); if it is a challenge and
+    /// `secret` is given, authenticates. Panics unless the session ends up authenticated.
+    pub fn open(addr: SocketAddr, secret: Option<&[u8]>) -> AdminConn {
+        let mut c = AdminConn::connect(addr);
+        let first = c.read();
+        match (first.status, secret) {
+            (200, _) => {}
+            (107, Some(s)) => {
+                let answer = cli_auth_response(first.body.as_bytes(), s);
+                let r = c.cmd(&format!("auth {answer}"));
+                assert_eq!(r.status, 200, "auth failed: {r:?}");
+            }
+            _ => panic!("unexpected first response {first:?}"),
+        }
+        c
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to admin");
+    }
+
+    /// Reads one response: status line, body, newline.
+    pub fn try_read(&mut self) -> io::Result<CliResponse> {
+        let mut line0 = [0u8; 13];
+        self.stream.read_exact(&mut line0)?;
+        let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+        let text = String::from_utf8_lossy(&line0).into_owned();
+        if line0[3] != b' ' || line0[12] != b'\n' {
+            return Err(bad(format!("bad status line {text:?}")));
+        }
+        let mut words = text.split_whitespace();
+        let status: u16 = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| bad(format!("bad status in {text:?}")))?;
+        let len: usize = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| bad(format!("bad length in {text:?}")))?;
+        if len > MAX_LOG {
+            return Err(bad(format!("body too long in {text:?}")));
+        }
+        let mut body = vec![0u8; len + 1];
+        self.stream.read_exact(&mut body)?;
+        if body.pop() != Some(b'\n') {
+            return Err(bad("body not followed by a newline".into()));
+        }
+        Ok(CliResponse {
+            line0: text,
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    pub fn read(&mut self) -> CliResponse {
+        self.try_read().expect("read an admin response")
+    }
+
+    /// Sends `line` and a newline, reads the answer.
+    pub fn cmd(&mut self, line: &str) -> CliResponse {
+        self.send(format!("{line}\n").as_bytes());
+        self.read()
+    }
+
+    /// True if the server closed the connection (EOF or reset) within `timeout`.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        let mut b = [0u8; 1];
+        let r = self.stream.read(&mut b);
+        self.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        match r {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+        }
+    }
+}
+
+/// Parses `varnishstat -1` style text into (name, value) pairs, in order.
+pub fn parse_stat_once(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?.to_string();
+            let value = w.next()?.parse().ok()?;
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// Every counter of the server at `admin` (no secret), by name, through `stat -1`.
+pub fn admin_stats(admin: SocketAddr) -> std::collections::HashMap<String, u64> {
+    let mut c = AdminConn::open(admin, None);
+    let r = c.cmd("stat -1");
+    assert_eq!(r.status, 200, "stat -1: {r:?}");
+    parse_stat_once(&r.body).into_iter().collect()
+}
+
+/// Polls the counters until each `(name, value)` in `want` holds (at most 5 s), then returns
+/// the last reading; the caller asserts on it (so a miss shows every value).
+pub fn wait_stats(
+    admin: SocketAddr,
+    want: &[(&str, u64)],
+) -> std::collections::HashMap<String, u64> {
+    let mut last = admin_stats(admin);
+    wait_until(Duration::from_secs(5), || {
+        last = admin_stats(admin);
+        want.iter().all(|(n, v)| last.get(*n) == Some(v))
+    });
+    last
+}
+
+/// The answer to a CLI challenge: lowercase hex SHA-256 of the challenge's first 32 bytes,
+/// "\n", the secret file's bytes, the challenge again and "\n" (Varnish's VCLI_AuthResponse).
+pub fn cli_auth_response(challenge: &[u8], secret: &[u8]) -> String {
+    let ch = &challenge[..challenge.len().min(32)];
+    let mut msg = Vec::new();
+    msg.extend_from_slice(ch);
+    msg.push(b'\n');
+    msg.extend_from_slice(secret);
+    msg.extend_from_slice(ch);
+    msg.push(b'\n');
+    sha256(&msg).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 (FIPS 180-4), a small independent implementation for the tests.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+    for block in msg.chunks(64) {
+        let mut w = [0u32; 64];
+        for (i, c) in block.chunks(4).enumerate() {
+            w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let mut v = h;
+        for i in 0..64 {
+            let s1 = v[4].rotate_right(6) ^ v[4].rotate_right(11) ^ v[4].rotate_right(25);
+            let ch = (v[4] & v[5]) ^ (!v[4] & v[6]);
+            let t1 = v[7]
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = v[0].rotate_right(2) ^ v[0].rotate_right(13) ^ v[0].rotate_right(22);
+            let maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
+            let t2 = s0.wrapping_add(maj);
+            v = [
+                t1.wrapping_add(t2),
+                v[0],
+                v[1],
+                v[2],
+                v[3].wrapping_add(t1),
+                v[4],
+                v[5],
+                v[6],
+            ];
+        }
+        for (a, b) in h.iter_mut().zip(v) {
+            *a = a.wrapping_add(b);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (i, word) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+/// Output of one run of a program.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `program args` with `stdin` as its standard input; kills it after 20 s.
+pub fn run_program(program: &str, args: &[&str], stdin: &[u8]) -> io::Result<RunOutput> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let out = LogBuf::new();
+    let err = LogBuf::new();
+    spawn_drain(child.stdout.take().unwrap(), out.clone());
+    spawn_drain(child.stderr.take().unwrap(), err.clone());
+    if let Some(mut w) = child.stdin.take() {
+        let _ = w.write_all(stdin);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{program} {args:?} still running after 20 s"),
+            ));
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    out.wait(Duration::from_secs(2), |_, eof| eof);
+    err.wait(Duration::from_secs(2), |_, eof| eof);
+    Ok(RunOutput {
+        status,
+        stdout: out.text(),
+        stderr: err.text(),
+    })
+}
+
+/// Runs the ringcache binary (e.g. `adm ...`, `stat ...`).
+pub fn run_ringcache(args: &[&str], stdin: &[u8]) -> RunOutput {
+    run_program(env!("CARGO_BIN_EXE_ringcache"), args, stdin).expect("run ringcache")
+}
+
+/// A 127.0.0.1 port that refuses connections for as long as this value lives. It is bound but
+/// never listening, and bound without SO_REUSEADDR, so the kernel hands it to no other socket
+/// (unlike [`dead_port`], whose port a parallel test may be given).
+pub struct HeldDeadPort {
+    _sock: socket2::Socket,
+    pub port: u16,
+}
+
+impl HeldDeadPort {
+    pub fn new() -> HeldDeadPort {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        sock.bind(&addr.into()).expect("bind 127.0.0.1:0");
+        let port = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port())
+            .expect("bound port");
+        HeldDeadPort { _sock: sock, port }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

@@ -1,0 +1,689 @@
+//! The admin commands and their dispatch, as Varnish's `cls_exec`/`cls_dispatch` run them.
+//!
+//! Pure apart from the clock and the counter snapshot it is handed: a request's words (or its
+//! split error) and the session state in, a [`Reply`] out. The texts, status codes, argument
+//! count checks and the unauthenticated session's rules (only `auth`, `help`, `ping`, `quit`;
+//! any failure closes) are Varnish 7.1's, checked against a running varnishd.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::protocol::{self, status, CHALLENGE_LEN};
+use super::stat::{self, Filter, Row};
+use crate::stats::{CounterDef, CounterKind, Format};
+
+/// Reads every counter, summed over shards, in table order.
+pub type Snapshot = Box<dyn Fn() -> Vec<(&'static CounterDef, u64)> + Send + Sync>;
+
+/// What the commands read; one per admin server, shared by its connections.
+pub struct Context {
+    pub counters: Snapshot,
+    /// When boot started (`MAIN.uptime`).
+    pub started: Instant,
+    /// `-S`: read again at each `auth`, as Varnish does, so the secret can be rotated.
+    pub secret: Option<PathBuf>,
+}
+
+/// One connection's state.
+#[derive(Debug)]
+pub struct Session {
+    authenticated: bool,
+    challenge: [u8; CHALLENGE_LEN],
+    peer: String,
+}
+
+/// A command's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    /// Close the connection after sending this.
+    pub close: bool,
+}
+
+const UNKNOWN_REQUEST: &str = "Unknown request.\nType 'help' for more info.\n";
+
+type Handler = fn(&Context, &mut Session, &[String]) -> (u16, String);
+
+struct Command {
+    name: &'static str,
+    syntax: &'static str,
+    help: &'static str,
+    min: usize,
+    /// `None`: any number.
+    max: Option<usize>,
+    /// Usable before authentication.
+    open: bool,
+    flags: &'static str,
+    func: Handler,
+    json: Option<Handler>,
+}
+
+/// Every command, sorted by name (the order `help` lists them in).
+static COMMANDS: &[Command] = &[
+    Command {
+        name: "auth",
+        syntax: "auth <response>",
+        help: "Authenticate.",
+        min: 1,
+        max: Some(1),
+        open: true,
+        flags: "",
+        func: cmd_auth,
+        json: None,
+    },
+    Command {
+        name: "banner",
+        syntax: "banner",
+        help: "Print welcome banner.",
+        min: 0,
+        max: Some(0),
+        open: false,
+        flags: "",
+        func: cmd_banner,
+        json: None,
+    },
+    Command {
+        name: "help",
+        syntax: "help [-j|<command>]",
+        help: "Show command/protocol help.",
+        min: 0,
+        max: Some(1),
+        open: true,
+        flags: "i",
+        func: cmd_help,
+        json: Some(cmd_help_json),
+    },
+    Command {
+        name: "ping",
+        syntax: "ping [-j] [<timestamp>]",
+        help: "Keep connection alive.",
+        min: 0,
+        max: Some(1),
+        open: true,
+        flags: "i",
+        func: cmd_ping,
+        json: Some(cmd_ping_json),
+    },
+    Command {
+        name: "quit",
+        syntax: "quit",
+        help: "Close connection.",
+        min: 0,
+        max: Some(0),
+        open: true,
+        flags: "",
+        func: cmd_quit,
+        json: None,
+    },
+    Command {
+        name: "stat",
+        syntax: "stat [-1|-j] [-f <glob>]...",
+        help: "Show counters as varnishstat -1 (default) or -j would (ringcache extension).",
+        min: 0,
+        max: None,
+        open: false,
+        flags: "",
+        func: cmd_stat,
+        json: Some(cmd_stat),
+    },
+    Command {
+        name: "status",
+        syntax: "status [-j]",
+        help: "Check status of Varnish cache process.",
+        min: 0,
+        max: Some(0),
+        open: false,
+        flags: "",
+        func: cmd_status,
+        json: Some(cmd_status_json),
+    },
+];
+
+/// The banner's second block: `uname` fields and what ringcache runs with.
+fn ident() -> String {
+    let read = |p: &str, default: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    };
+    format!(
+        "{},{},{},-smalloc,-hringcache",
+        read("/proc/sys/kernel/ostype", "Linux"),
+        read("/proc/sys/kernel/osrelease", "unknown"),
+        std::env::consts::ARCH
+    )
+}
+
+/// The welcome text (`mcf_banner`); "Varnish Cache CLI 1.0" is the protocol's name and stays.
+pub fn banner() -> String {
+    format!(
+        "-----------------------------\n\
+         Varnish Cache CLI 1.0\n\
+         -----------------------------\n\
+         {}\n\
+         ringcache {}\n\
+         \n\
+         Type 'help' for command list.\n\
+         Type 'quit' to close CLI session.\n",
+        ident(),
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// 32 random letters a-z from the kernel's random source.
+fn new_challenge() -> std::io::Result<[u8; CHALLENGE_LEN]> {
+    use std::io::Read;
+    let mut out = [0u8; CHALLENGE_LEN];
+    let mut f = std::fs::File::open("/dev/urandom")?;
+    let mut n = 0;
+    let mut buf = [0u8; 64];
+    while n < CHALLENGE_LEN {
+        f.read_exact(&mut buf)?;
+        // Rejection sampling keeps every letter equally likely (234 = 9 * 26).
+        for &b in buf.iter().filter(|&&b| b < 234) {
+            if n == CHALLENGE_LEN {
+                break;
+            }
+            out[n] = b'a' + b % 26;
+            n += 1;
+        }
+    }
+    Ok(out)
+}
+
+impl Session {
+    /// A new connection from `peer` and what to send it first: the banner (200), or with a
+    /// secret configured the challenge (107).
+    pub fn open(ctx: &Context, peer: String) -> std::io::Result<(Session, Reply)> {
+        let mut s = Session {
+            authenticated: ctx.secret.is_none(),
+            challenge: [0; CHALLENGE_LEN],
+            peer,
+        };
+        let reply = if s.authenticated {
+            Reply {
+                status: status::OK,
+                body: banner(),
+                close: false,
+            }
+        } else {
+            s.challenge = new_challenge()?;
+            let mut body = String::from_utf8_lossy(&s.challenge).into_owned();
+            body.push_str("\n\nAuthentication required.\n");
+            Reply {
+                status: status::AUTH,
+                body,
+                close: false,
+            }
+        };
+        Ok((s, reply))
+    }
+
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+}
+
+/// Runs one request (`cls_exec`).
+pub fn execute(
+    ctx: &Context,
+    sess: &mut Session,
+    request: Result<Vec<Vec<u8>>, &'static str>,
+) -> Reply {
+    let mut st = status::UNKNOWN;
+    let mut body = String::from(UNKNOWN_REQUEST);
+    match request {
+        Err(e) => {
+            body.push_str(&format!("Syntax Error: {e}\n"));
+            st = status::SYNTAX;
+        }
+        Ok(words) if words.is_empty() => {
+            body.push_str("Empty CLI command.\n");
+            st = status::SYNTAX;
+        }
+        Ok(words) => {
+            let av: Vec<String> = words
+                .iter()
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            let first = av[0].bytes().next().unwrap_or(0);
+            if first.is_ascii_uppercase() {
+                body.push_str("all commands are in lower-case.\n");
+            } else if first.is_ascii_lowercase() {
+                let found = COMMANDS
+                    .iter()
+                    .find(|c| c.name == av[0] && (c.open || sess.authenticated));
+                if let Some(cmd) = found {
+                    (st, body) = dispatch(ctx, sess, cmd, &av);
+                }
+            }
+        }
+    }
+    // An unauthenticated session is closed at the least provocation (as Varnish).
+    let close = st == status::CLOSE || (!sess.authenticated && st != status::OK);
+    Reply {
+        status: st,
+        body,
+        close,
+    }
+}
+
+/// Argument-count and `-j` checks, then the handler (`cls_dispatch`).
+fn dispatch(ctx: &Context, sess: &mut Session, cmd: &Command, av: &[String]) -> (u16, String) {
+    let nargs = av.len() - 1;
+    let json = nargs >= 1 && av[1] == "-j";
+    let func = match (json, cmd.json) {
+        (true, Some(f)) => f,
+        (true, None) => return (status::UNIMPL, "JSON unimplemented\n".into()),
+        (false, _) => cmd.func,
+    };
+    let j = usize::from(json);
+    if nargs < cmd.min + j {
+        return (status::TOOFEW, "Too few parameters\n".into());
+    }
+    if cmd.max.is_some_and(|max| nargs > max + j) {
+        return (status::TOOMANY, "Too many parameters\n".into());
+    }
+    func(ctx, sess, av)
+}
+
+fn now_real() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `VCLI_JSON_begin(cli, 2, av)`: `[ 2, [args...], now`.
+fn json_begin(av: &[String]) -> String {
+    let args: Vec<String> = av.iter().map(|a| stat::json_str(a)).collect();
+    format!("[ 2, [{}], {:.3}", args.join(", "), now_real())
+}
+
+fn cmd_auth(ctx: &Context, sess: &mut Session, av: &[String]) -> (u16, String) {
+    let Some(path) = &ctx.secret else {
+        return (status::CANT, "Secret file not configured\n".into());
+    };
+    let secret = match std::fs::read(path) {
+        Ok(s) => s,
+        Err(e) => return (status::CANT, format!("Cannot open secret file ({e})\n")),
+    };
+    let want = protocol::auth_response(&sess.challenge, &secret);
+    let got = av[1].to_ascii_lowercase();
+    // Constant-time comparison of the two hex strings.
+    let same = want.len() == got.len()
+        && want
+            .bytes()
+            .zip(got.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        eprintln!(
+            "ringcache: admin: authentication failure from {}",
+            sess.peer
+        );
+        return (status::CLOSE, String::new());
+    }
+    sess.authenticated = true;
+    sess.challenge = [0; CHALLENGE_LEN];
+    (status::OK, banner())
+}
+
+fn cmd_banner(_: &Context, _: &mut Session, _: &[String]) -> (u16, String) {
+    (status::OK, banner())
+}
+
+fn visible(sess: &Session) -> impl Iterator<Item = &'static Command> + '_ {
+    COMMANDS
+        .iter()
+        .filter(move |c| c.open || sess.authenticated)
+}
+
+fn cmd_help(_: &Context, sess: &mut Session, av: &[String]) -> (u16, String) {
+    let mut filter = 1;
+    let mut rest = &av[1..];
+    while let Some(flag) = rest.first().filter(|a| a.starts_with('-')) {
+        match flag.as_str() {
+            "-a" => filter = 3,
+            "-d" => filter = 2,
+            _ => return (status::UNKNOWN, "Unknown flag\n".into()),
+        }
+        rest = &rest[1..];
+    }
+    let mut out = String::new();
+    match rest.first() {
+        Some(name) => match visible(sess).find(|c| c.name == name.as_str()) {
+            Some(c) => (status::OK, format!("{}\n{}\n", c.syntax, c.help)),
+            None => (status::UNKNOWN, UNKNOWN_REQUEST.into()),
+        },
+        None => {
+            for c in visible(sess) {
+                let d = if c.flags.contains('d') { 2 } else { 1 };
+                if filter & d != 0 {
+                    out.push_str(c.syntax);
+                    out.push('\n');
+                }
+            }
+            (status::OK, out)
+        }
+    }
+}
+
+fn cmd_help_json(_: &Context, sess: &mut Session, av: &[String]) -> (u16, String) {
+    let mut out = json_begin(av);
+    for c in visible(sess) {
+        out.push_str(&format!(
+            ",\n  {{\n    \"request\": {},\n    \"syntax\": {},\n    \"help\": {},\n    \
+             \"minarg\": {},\n    \"maxarg\": {},\n    \"flags\": {},\n    \"json\": {}\n  }}",
+            stat::json_str(c.name),
+            stat::json_str(c.syntax),
+            stat::json_str(c.help),
+            c.min,
+            c.max.map_or(-1, |m| m as i64),
+            stat::json_str(c.flags),
+            c.json.is_some()
+        ));
+    }
+    out.push_str("\n]\n");
+    (status::OK, out)
+}
+
+fn cmd_ping(_: &Context, _: &mut Session, _: &[String]) -> (u16, String) {
+    (status::OK, format!("PONG {} 1.0", now_real() as u64))
+}
+
+fn cmd_ping_json(_: &Context, _: &mut Session, av: &[String]) -> (u16, String) {
+    (status::OK, format!("{}, \"PONG\"\n\n]\n", json_begin(av)))
+}
+
+fn cmd_quit(_: &Context, _: &mut Session, _: &[String]) -> (u16, String) {
+    (status::CLOSE, "Closing CLI connection".into())
+}
+
+fn cmd_status(_: &Context, _: &mut Session, _: &[String]) -> (u16, String) {
+    (status::OK, "Child in state running".into())
+}
+
+fn cmd_status_json(_: &Context, _: &mut Session, av: &[String]) -> (u16, String) {
+    (status::OK, format!("{}, \"running\"\n]\n", json_begin(av)))
+}
+
+/// `stat [-1|-j] [-f <glob>]...`: the counters as varnishstat prints them.
+fn cmd_stat(ctx: &Context, _: &mut Session, av: &[String]) -> (u16, String) {
+    let mut json = false;
+    let mut filter = Filter::default();
+    let mut args = av[1..].iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-1" => {}
+            "-j" => json = true,
+            "-f" => match args.next() {
+                Some(glob) => filter.add(glob),
+                None => return (status::PARAM, "Option -f needs a <glob>\n".into()),
+            },
+            s if s.starts_with("-f") => filter.add(&s[2..]),
+            s => {
+                return (
+                    status::PARAM,
+                    format!("Unknown option \"{s}\" (stat [-1|-j] [-f <glob>]...)\n"),
+                )
+            }
+        }
+    }
+    let uptime = ctx.started.elapsed().as_secs();
+    let snapshot = (ctx.counters)();
+    let mut rows = Vec::with_capacity(snapshot.len() + 1);
+    rows.push(Row {
+        name: "MAIN.uptime",
+        value: uptime,
+        kind: CounterKind::Counter,
+        format: Format::Duration,
+        description: "Process uptime",
+    });
+    rows.extend(snapshot.iter().map(|(d, v)| Row::from_def(d, *v)));
+    rows.retain(|r| filter.keep(r.name));
+    let body = if json {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        stat::format_json(&rows, &stat::local_timestamp(now))
+    } else {
+        stat::format_once(&rows, uptime)
+    };
+    (status::OK, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{Stats, C};
+    use std::sync::Arc;
+
+    fn ctx(secret: Option<PathBuf>) -> (Context, Arc<Stats>) {
+        let stats = Arc::new(Stats::new(2));
+        let s2 = stats.clone();
+        (
+            Context {
+                counters: Box::new(move || s2.snapshot()),
+                started: Instant::now(),
+                secret,
+            },
+            stats,
+        )
+    }
+
+    fn run(ctx: &Context, sess: &mut Session, line: &str) -> Reply {
+        execute(ctx, sess, protocol::split_args(line.as_bytes()))
+    }
+
+    fn open(ctx: &Context) -> (Session, Reply) {
+        Session::open(ctx, "test".into()).expect("session")
+    }
+
+    #[test]
+    fn banner_and_basic_commands() {
+        let (c, _) = ctx(None);
+        let (mut s, first) = open(&c);
+        assert_eq!(first.status, 200);
+        assert!(first.body.starts_with(
+            "-----------------------------\nVarnish Cache CLI 1.0\n-----------------------------\n"
+        ));
+        assert!(first
+            .body
+            .contains(&format!("\nringcache {}\n\n", env!("CARGO_PKG_VERSION"))));
+        assert!(first
+            .body
+            .ends_with("\n\nType 'help' for command list.\nType 'quit' to close CLI session.\n"));
+        let r = run(&c, &mut s, "ping");
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body.starts_with("PONG ") && r.body.ends_with(" 1.0"),
+            "{r:?}"
+        );
+        assert_eq!(run(&c, &mut s, "status").body, "Child in state running");
+        assert_eq!(run(&c, &mut s, "banner").body, first.body);
+        let q = run(&c, &mut s, "quit");
+        assert_eq!(
+            (q.status, q.body.as_str(), q.close),
+            (500, "Closing CLI connection", true)
+        );
+    }
+
+    #[test]
+    fn errors_use_varnish_texts() {
+        let (c, _) = ctx(None);
+        let (mut s, _) = open(&c);
+        let check = |s: &mut Session, line: &str, st: u16, body: &str| {
+            let r = run(&c, s, line);
+            assert_eq!((r.status, r.body.as_str()), (st, body), "{line}");
+            assert!(!r.close, "{line}");
+        };
+        check(&mut s, "nosuch", 101, UNKNOWN_REQUEST);
+        check(
+            &mut s,
+            "Nosuch",
+            101,
+            "Unknown request.\nType 'help' for more info.\nall commands are in lower-case.\n",
+        );
+        check(
+            &mut s,
+            "\"ping",
+            100,
+            "Unknown request.\nType 'help' for more info.\nSyntax Error: Missing '\"'\n",
+        );
+        check(&mut s, "ping a b", 105, "Too many parameters\n");
+        check(&mut s, "status x", 105, "Too many parameters\n");
+        check(&mut s, "banner -j", 102, "JSON unimplemented\n");
+        check(&mut s, "help -x", 101, "Unknown flag\n");
+        check(&mut s, "help nosuch", 101, UNKNOWN_REQUEST);
+        check(
+            &mut s,
+            "help ping",
+            200,
+            "ping [-j] [<timestamp>]\nKeep connection alive.\n",
+        );
+        check(
+            &mut s,
+            "stat -x",
+            106,
+            "Unknown option \"-x\" (stat [-1|-j] [-f <glob>]...)\n",
+        );
+        check(&mut s, "stat -f", 106, "Option -f needs a <glob>\n");
+        check(&mut s, "auth abc", 300, "Secret file not configured\n");
+        let r = execute(&c, &mut s, Ok(vec![]));
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (
+                100,
+                "Unknown request.\nType 'help' for more info.\nEmpty CLI command.\n"
+            )
+        );
+        let r = run(&c, &mut s, "help");
+        assert_eq!(
+            r.body,
+            "auth <response>\nbanner\nhelp [-j|<command>]\nping [-j] [<timestamp>]\nquit\n\
+             stat [-1|-j] [-f <glob>]...\nstatus [-j]\n"
+        );
+    }
+
+    #[test]
+    fn json_variants() {
+        let (c, _) = ctx(None);
+        let (mut s, _) = open(&c);
+        let r = run(&c, &mut s, "ping -j");
+        assert!(
+            r.body.starts_with("[ 2, [\"ping\", \"-j\"], "),
+            "{}",
+            r.body
+        );
+        assert!(r.body.ends_with(", \"PONG\"\n\n]\n"), "{}", r.body);
+        let r = run(&c, &mut s, "status -j");
+        assert!(r.body.ends_with(", \"running\"\n]\n"), "{}", r.body);
+        let r = run(&c, &mut s, "help -j");
+        assert!(r.body.contains(",\n  {\n    \"request\": \"auth\",\n    \"syntax\": \"auth <response>\",\n    \"help\": \"Authenticate.\",\n    \"minarg\": 1,\n    \"maxarg\": 1,\n    \"flags\": \"\",\n    \"json\": false\n  }"), "{}", r.body);
+        assert!(r.body.contains("\"maxarg\": -1,"));
+        assert!(r.body.ends_with("  }\n]\n"));
+    }
+
+    #[test]
+    fn authentication() {
+        let dir = std::env::temp_dir().join(format!("ringcache-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("secret");
+        std::fs::write(&path, b"sekrit\n").expect("write");
+        let (c, _) = ctx(Some(path.clone()));
+        let (mut s, first) = open(&c);
+        assert_eq!(first.status, 107);
+        assert_eq!(first.body.len(), 59);
+        assert!(first.body.ends_with("\n\nAuthentication required.\n"));
+        let challenge = &first.body.as_bytes()[..32];
+        assert!(challenge.iter().all(|b| b.is_ascii_lowercase()));
+        // Before auth: ping and help work, other commands are unknown and close.
+        assert_eq!(run(&c, &mut s, "ping").status, 200);
+        assert_eq!(
+            run(&c, &mut s, "help").body,
+            "auth <response>\nhelp [-j|<command>]\nping [-j] [<timestamp>]\nquit\n"
+        );
+        let r = run(&c, &mut s, "status");
+        assert_eq!((r.status, r.close), (101, true));
+        // Good answer (upper case accepted, as strcasecmp).
+        let answer = protocol::auth_response(challenge, b"sekrit\n").to_ascii_uppercase();
+        let r = run(&c, &mut s, &format!("auth {answer}"));
+        assert_eq!((r.status, r.close), (200, false));
+        assert_eq!(r.body, banner());
+        assert!(s.authenticated());
+        assert_eq!(run(&c, &mut s, "status").status, 200);
+        // Wrong answer: 500, empty body, close.
+        let (mut s, _) = open(&c);
+        let r = run(&c, &mut s, &format!("auth {}", "0".repeat(64)));
+        assert_eq!((r.status, r.body.as_str(), r.close), (500, "", true));
+        // Too few arguments before auth: 104 and close.
+        let (mut s, _) = open(&c);
+        let r = run(&c, &mut s, "auth");
+        assert_eq!((r.status, r.close), (104, true));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stat_once_json_and_filters() {
+        let (c, stats) = ctx(None);
+        let (mut s, _) = open(&c);
+        stats.shard(0).add(C::cache_hit, 2);
+        stats.shard(1).inc(C::cache_hit);
+        let r = run(&c, &mut s, "stat");
+        assert_eq!(r.status, 200);
+        let first = r.body.lines().next().unwrap_or("");
+        assert!(first.starts_with("MAIN.uptime "), "{first}");
+        let hit = r
+            .body
+            .lines()
+            .find(|l| l.starts_with("MAIN.cache_hit "))
+            .unwrap_or("");
+        assert_eq!(hit.split_whitespace().nth(1), Some("3"));
+        let r = run(
+            &c,
+            &mut s,
+            "stat -1 -f MAIN.cache_hit* -f ^MAIN.cache_hitpass",
+        );
+        let names: Vec<&str> = r
+            .body
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "MAIN.cache_hit",
+                "MAIN.cache_hit_grace",
+                "MAIN.cache_hitpass",
+                "MAIN.cache_hitmiss"
+            ]
+        );
+        let r = run(&c, &mut s, "stat -f ^MAIN.cache_hitpass -f MAIN.cache_hit*");
+        let names: Vec<&str> = r
+            .body
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "MAIN.cache_hit",
+                "MAIN.cache_hit_grace",
+                "MAIN.cache_hitmiss"
+            ]
+        );
+        let r = run(&c, &mut s, "stat -j -fMAIN.cache_hit");
+        assert!(r.body.contains("    \"MAIN.cache_hit\": {\n      \"description\": \"Cache hits (including grace hits)\",\n      \"flag\": \"c\",\n      \"format\": \"i\",\n      \"value\": 3\n    }\n  }\n}\n"), "{}", r.body);
+        let r = run(
+            &c,
+            &mut s,
+            "stat -j -f MAIN.s_resp_bodybytes -f MAIN.uptime",
+        );
+        assert!(r.body.contains("\"format\": \"B\""));
+        assert!(r.body.contains("\"format\": \"d\""));
+    }
+}
