@@ -149,23 +149,33 @@ pub fn parse_request(
     limits: &Limits,
 ) -> Result<Option<RequestHead>, ParseError> {
     let max_fields = limits.max_hdr.min(MAX_HEADER_ARRAY);
-    let scan = scan_head(
-        buf,
-        &ScanLimits {
-            size: limits.req_size,
-            line: limits.hdr_len,
-            fields: max_fields,
-            start_line_too_long: ParseError::UriTooLong,
-        },
-    )?;
-    match scan {
+    let scan = ScanLimits {
+        size: limits.req_size,
+        line: limits.hdr_len,
+        fields: max_fields,
+        start_line_too_long: ParseError::UriTooLong,
+    };
+    parse_head(buf, &scan, precheck_partial, build_request)
+}
+
+/// The shared shape of request and response parsing: scan for the end of the head within the
+/// limits; refuse garbage early while incomplete (`precheck`); on a complete head, split it off
+/// and `build` the typed head from it, putting the bytes back if that fails so `Err` never
+/// consumes anything.
+pub(crate) fn parse_head<T>(
+    buf: &mut BytesMut,
+    scan: &ScanLimits,
+    precheck: fn(&[u8], usize) -> Result<(), ParseError>,
+    build: fn(&Bytes, usize, usize) -> Result<T, ParseError>,
+) -> Result<Option<T>, ParseError> {
+    match scan_head(buf, scan)? {
         Scan::Partial { prefix } => {
-            precheck_partial(&buf[prefix..], max_fields)?;
+            precheck(&buf[prefix..], scan.fields)?;
             Ok(None)
         }
         Scan::Complete { prefix, len } => {
             let head = buf.split_to(len).freeze();
-            match build_request(&head, prefix, max_fields) {
+            match build(&head, prefix, scan.fields) {
                 Ok(h) => Ok(Some(h)),
                 Err(e) => {
                     restore(buf, &head);

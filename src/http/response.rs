@@ -16,8 +16,8 @@ use bytes::{Bytes, BytesMut};
 use crate::http::error::ParseError;
 use crate::http::headers::Headers;
 use crate::http::request::{
-    content_length, map_httparse, refused_version, restore, scan_head, strip_cr, transfer_codings,
-    BodyFraming, Scan, ScanLimits, Version, MAX_HEADER_ARRAY,
+    content_length, map_httparse, parse_head, refused_version, strip_cr, transfer_codings,
+    BodyFraming, ScanLimits, Version, MAX_HEADER_ARRAY,
 };
 
 /// Backend response head limits, named after the Varnish parameters they implement.
@@ -66,31 +66,13 @@ pub fn parse_response(
     limits: &RespLimits,
 ) -> Result<Option<ResponseHead>, ParseError> {
     let max_fields = limits.max_hdr.min(MAX_HEADER_ARRAY);
-    let scan = scan_head(
-        buf,
-        &ScanLimits {
-            size: limits.resp_size,
-            line: limits.hdr_len,
-            fields: max_fields,
-            start_line_too_long: ParseError::HeadersTooLarge,
-        },
-    )?;
-    match scan {
-        Scan::Partial { prefix } => {
-            precheck_partial(&buf[prefix..], max_fields)?;
-            Ok(None)
-        }
-        Scan::Complete { prefix, len } => {
-            let head = buf.split_to(len).freeze();
-            match build_response(&head, prefix, max_fields) {
-                Ok(h) => Ok(Some(h)),
-                Err(e) => {
-                    restore(buf, &head);
-                    Err(e)
-                }
-            }
-        }
-    }
+    let scan = ScanLimits {
+        size: limits.resp_size,
+        line: limits.hdr_len,
+        fields: max_fields,
+        start_line_too_long: ParseError::HeadersTooLarge,
+    };
+    parse_head(buf, &scan, precheck_partial, build_response)
 }
 
 /// The version token at the start of a (possibly incomplete) status line, and whether it is

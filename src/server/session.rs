@@ -325,24 +325,14 @@ async fn miss(
     let fetched = do_fetch(shard, bereq, false, true).await;
     let mut f = match fetched {
         Ok(f) => f,
-        Err(e) => {
-            log_fetch_error(shard, xid, &e);
-            let err = error_object(shard, xid);
-            if let Some(g) = guard {
-                g.fail(Some(err.clone()));
-            }
-            return deliver(shard, conn, req, &err, xid, false).await;
-        }
+        Err(e) => return miss_failed(shard, conn, req, xid, guard, &e).await,
     };
     let now = unix_now();
     if let (Some(kept), 304) = (&kept, f.head.status) {
         // The kept object is still valid: refresh its headers and lifetime, keep its body.
         let obj = Arc::new(refreshed_object(shard, kept, &f, now, xid));
         release(shard, f);
-        match guard {
-            Some(g) => g.complete(obj.clone()),
-            None => shard.report_insert(key, obj.clone(), false),
-        }
+        report(shard, guard, key, obj.clone());
         return deliver(shard, conn, req, &obj, xid, false).await;
     }
     let lt = ttl::rfc2616_ttl(f.head.status, &f.head.headers, now, &shard.ttl_params);
@@ -361,31 +351,44 @@ async fn miss(
             now,
             xid,
         ));
-        match guard {
-            Some(g) => g.complete(marker),
-            None => shard.report_insert(key, marker, false),
-        }
+        report(shard, guard, key, marker);
         return stream_response(shard, conn, req, f, xid).await;
     }
     let body = match f.body.read_all(shard.object_max).await {
         Ok(b) => b,
-        Err(e) => {
-            log_fetch_error(shard, xid, &e);
-            let err = error_object(shard, xid);
-            if let Some(g) = guard {
-                g.fail(Some(err.clone()));
-            }
-            return deliver(shard, conn, req, &err, xid, false).await;
-        }
+        Err(e) => return miss_failed(shard, conn, req, xid, guard, &e).await,
     };
     count_framing(shard, &f);
     let obj = Arc::new(build_object(&f, body, &req.headers, lt, xid));
     release(shard, f);
-    match guard {
-        Some(g) => g.complete(obj.clone()),
-        None => shard.report_insert(key, obj.clone(), false),
-    }
+    report(shard, guard, key, obj.clone());
     deliver(shard, conn, req, &obj, xid, false).await
+}
+
+/// Tells the key's owner how the fetch ended: through the busy guard when this request held
+/// the key's busy flag, else as a plain insert (a hit-for-miss refetch).
+fn report(shard: &Shard, guard: Option<BusyGuard>, key: CacheKey, obj: Arc<Object>) {
+    match guard {
+        Some(g) => g.complete(obj),
+        None => shard.report_insert(key, obj, false),
+    }
+}
+
+/// A miss whose fetch failed: waiters get the same 503 object, and so does this client.
+async fn miss_failed(
+    shard: &Shard,
+    conn: &mut Conn,
+    req: &RequestHead,
+    xid: u64,
+    guard: Option<BusyGuard>,
+    e: &FetchError,
+) -> Next {
+    log_fetch_error(shard, xid, e);
+    let err = error_object(shard, xid);
+    if let Some(g) = guard {
+        g.fail(Some(err.clone()));
+    }
+    deliver(shard, conn, req, &err, xid, false).await
 }
 
 /// A grace hit's refresh: fetch, then replace the stale object (or keep it on failure).
