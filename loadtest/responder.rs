@@ -43,6 +43,13 @@ struct Config {
 }
 
 fn usage(msg: &str) -> ! {
+    if msg.is_empty() {
+        println!(
+            "usage: responder --listen 127.0.0.1:PORT [--body-size N] [--max-age S|-1] \
+             [--cores N] [--stats-file PATH]"
+        );
+        exit(0);
+    }
     eprintln!("responder: {msg}");
     eprintln!(
         "usage: responder --listen 127.0.0.1:PORT [--body-size N] [--max-age S|-1] [--cores N] \
@@ -68,7 +75,7 @@ fn parse_args() -> Config {
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
-            usage("help");
+            usage("");
         }
         let Some(value) = args.next() else {
             usage(&format!("missing value for {flag}"));
