@@ -60,22 +60,16 @@ pub fn spawn_poller(
             if let Some(c) = core {
                 core_affinity::set_for_current(c);
             }
-            let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .enable_timer()
-                .build();
-            let mut rt = match rt {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("ringcache: poller runtime failed to start: {e}");
-                    return;
-                }
-            };
-            rt.block_on(async move {
+            // The same engine choice as the shards: io_uring, else epoll.
+            let r = crate::server::run_runtime(256, move |_engine| async move {
                 // Probe timers live here once backends have probes.
                 while !stop.load(Ordering::Relaxed) {
                     monoio::time::sleep(Duration::from_millis(100)).await;
                 }
             });
+            if let Err(e) = r {
+                eprintln!("ringcache: poller runtime failed to start: {e}");
+            }
         })
 }
 
