@@ -49,14 +49,15 @@ pub async fn read_timeout(stream: &mut TcpStream, buf: BytesMut, limit: Duration
 }
 
 /// A response head (owned) and body (shared) written with one `writev`.
-pub struct HeadBody {
-    head: Vec<u8>,
+struct HeadBody {
+    /// Never read: owned here so the first iovec's target lives as long as the write.
+    _head: Vec<u8>,
     body: Bytes,
     iov: Box<[libc::iovec; 2]>,
 }
 
 impl HeadBody {
-    pub fn new(head: Vec<u8>, body: Bytes) -> HeadBody {
+    fn new(head: Vec<u8>, body: Bytes) -> HeadBody {
         let iov = Box::new([
             libc::iovec {
                 iov_base: head.as_ptr() as *mut libc::c_void,
@@ -67,15 +68,11 @@ impl HeadBody {
                 iov_len: body.len(),
             },
         ]);
-        HeadBody { head, body, iov }
-    }
-
-    pub fn len(&self) -> usize {
-        self.head.len() + self.body.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        HeadBody {
+            _head: head,
+            body,
+            iov,
+        }
     }
 }
 
