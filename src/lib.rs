@@ -16,3 +16,4 @@ pub mod http;
 pub mod params;
 pub mod server;
 pub mod stats;
+pub mod vcl;

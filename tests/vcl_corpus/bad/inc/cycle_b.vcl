@@ -1,0 +1,2 @@
+# Part of bad/include_cycle.vcl.
+include "cycle_a.vcl";

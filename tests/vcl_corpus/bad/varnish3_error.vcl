@@ -1,0 +1,6 @@
+# expect: 5:5: Expected an action, 'if', '{' or '}' got 'error'
+vcl 4.1;
+backend default { .host = "127.0.0.1"; }
+sub vcl_recv {
+    error 404 "Not found";
+}
