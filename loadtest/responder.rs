@@ -126,6 +126,21 @@ impl Responses {
     }
 }
 
+/// Counts the complete requests in `buf` whose bytes from `start` on are new, and how many
+/// bytes they span. The kept tail never holds a full `\r\n\r\n`, so scanning from three bytes
+/// before the new data is enough to find a terminator split across two reads.
+fn count_requests(finder: &memchr::memmem::Finder<'_>, buf: &[u8], start: usize) -> (usize, usize) {
+    let mut pos = start.saturating_sub(3);
+    let mut consumed = 0;
+    let mut pending = 0usize;
+    while let Some(i) = finder.find(&buf[pos..]) {
+        pos += i + 4;
+        consumed = pos;
+        pending += 1;
+    }
+    (pending, consumed)
+}
+
 async fn serve_conn(mut stream: TcpStream, resp: Rc<Responses>) {
     let _ = stream.set_nodelay(true);
     let finder = memchr::memmem::Finder::new(b"\r\n\r\n");
@@ -141,16 +156,7 @@ async fn serve_conn(mut stream: TcpStream, resp: Rc<Responses>) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        // Count complete requests. The kept tail never holds a full `\r\n\r\n`, so scanning from
-        // three bytes before the new data is enough.
-        let mut pos = start.saturating_sub(3);
-        let mut consumed = 0;
-        let mut pending = 0usize;
-        while let Some(i) = finder.find(&buf[pos..]) {
-            pos += i + 4;
-            consumed = pos;
-            pending += 1;
-        }
+        let (mut pending, consumed) = count_requests(&finder, &buf, start);
         if pending > 0 {
             SERVED.fetch_add(pending as u64, Ordering::Relaxed);
         }
@@ -288,5 +294,33 @@ fn main() {
         .collect();
     for h in handles {
         let _ = h.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_requests;
+
+    #[test]
+    fn counts_pipelined_requests_and_keeps_the_tail() {
+        let f = memchr::memmem::Finder::new(b"\r\n\r\n");
+        let buf = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HT";
+        let (n, used) = count_requests(&f, buf, 0);
+        assert_eq!(n, 2);
+        assert_eq!(&buf[used..], b"GET /c HT");
+    }
+
+    #[test]
+    fn finds_a_terminator_split_across_reads() {
+        let f = memchr::memmem::Finder::new(b"\r\n\r\n");
+        let whole = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        // Every split point: the first read leaves a tail without a full terminator, the second
+        // read's bytes start at `cut`.
+        for cut in 1..whole.len() {
+            let (n0, _) = count_requests(&f, &whole[..cut], 0);
+            assert_eq!(n0, 0, "cut {cut}");
+            let (n, used) = count_requests(&f, whole, cut);
+            assert_eq!((n, used), (1, whole.len()), "cut {cut}");
+        }
     }
 }
