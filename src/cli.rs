@@ -50,6 +50,8 @@ pub enum Action {
     Print(String),
     /// Run the admin client (`ringcache adm ...`, `ringcache stat ...`).
     Admin(Box<client::Request>),
+    /// `-C -f FILE`: compile the VCL, print warnings or errors, exit 0 or 1.
+    CheckVcl(PathBuf),
 }
 
 /// A refused command line: one line of text.
@@ -88,6 +90,18 @@ fn command() -> Command {
                 .short('b')
                 .value_name("HOST:PORT")
                 .help("The backend: 192.0.2.1:8080, [2001:db8::1]:8080 or a name resolving to one address (port defaults to 80)"),
+        )
+        .arg(
+            Arg::new("vcl_file")
+                .short('f')
+                .value_name("FILE")
+                .help("VCL file (Varnish 7.1 VCL 4.0/4.1); exclusive with -b"),
+        )
+        .arg(
+            Arg::new("compile_only")
+                .short('C')
+                .action(ArgAction::SetTrue)
+                .help("Compile the VCL given with -f, print its errors and warnings, and exit"),
         )
         .arg(
             Arg::new("storage")
@@ -170,6 +184,29 @@ where
             "ringcache {}\n",
             env!("CARGO_PKG_VERSION")
         )));
+    }
+
+    let vcl_file = m.get_one::<String>("vcl_file");
+    if vcl_file.is_some() && m.get_one::<String>("backend").is_some() {
+        return Err(CliError("Only one of -b or -f can be specified".into()));
+    }
+    if m.get_flag("compile_only") {
+        return match vcl_file {
+            Some(f) => Ok(Action::CheckVcl(PathBuf::from(f))),
+            None if m.get_one::<String>("backend").is_some() => {
+                parse_backend(m.get_one::<String>("backend").map_or("", |s| s.as_str()))?;
+                Ok(Action::Print(String::new()))
+            }
+            None => Err(CliError(
+                "-C needs either -b <backend> or -f <vcl_file>".into(),
+            )),
+        };
+    }
+    if vcl_file.is_some() {
+        return Err(CliError(
+            "serving with -f is not available yet; use -b HOST:PORT (or -C -f FILE to check a VCL)"
+                .into(),
+        ));
     }
 
     let mut params = Params::default();
@@ -511,7 +548,36 @@ mod tests {
             Action::Serve(c) => Ok(*c),
             Action::Print(t) => Err(CliError(format!("printed: {t}"))),
             Action::Admin(r) => Err(CliError(format!("admin client: {r:?}"))),
+            Action::CheckVcl(f) => Err(CliError(format!("check vcl: {}", f.display()))),
         }
+    }
+
+    #[test]
+    fn vcl_flags() {
+        let p = |args: &[&str]| {
+            let mut v = vec!["ringcache"];
+            v.extend_from_slice(args);
+            parse(v)
+        };
+        assert!(matches!(
+            p(&["-C", "-f", "x.vcl"]),
+            Ok(Action::CheckVcl(f)) if f == std::path::Path::new("x.vcl")
+        ));
+        assert_eq!(
+            p(&["-a", ":1", "-b", "127.0.0.1:1", "-f", "x.vcl"])
+                .unwrap_err()
+                .0,
+            "Only one of -b or -f can be specified"
+        );
+        assert!(p(&["-a", ":1", "-f", "x.vcl"])
+            .unwrap_err()
+            .0
+            .starts_with("serving with -f is not available yet"));
+        assert_eq!(
+            p(&["-C"]).unwrap_err().0,
+            "-C needs either -b <backend> or -f <vcl_file>"
+        );
+        assert!(matches!(p(&["-C", "-b", "127.0.0.1:1"]), Ok(Action::Print(t)) if t.is_empty()));
     }
 
     fn client(args: &[&str]) -> Result<client::Request, CliError> {

@@ -12,6 +12,7 @@ fn main() {
     match cli::parse(std::env::args_os()) {
         Ok(Action::Print(text)) => print!("{text}"),
         Ok(Action::Admin(request)) => std::process::exit(ringcache::admin::client::run(&request)),
+        Ok(Action::CheckVcl(file)) => std::process::exit(check_vcl(&file)),
         Ok(Action::Serve(config)) => {
             if let Err(e) = ringcache::server::run(*config) {
                 eprintln!("ringcache: error: {e}");
@@ -21,6 +22,24 @@ fn main() {
         Err(e) => {
             eprintln!("ringcache: error: {e}");
             std::process::exit(2);
+        }
+    }
+}
+
+/// `-C -f FILE`: every error (or the warnings) on stderr; 0 when it compiles, 1 otherwise.
+fn check_vcl(file: &std::path::Path) -> i32 {
+    let opts = ringcache::vcl::CompileOptions::default();
+    let (map, r) = ringcache::vcl::compile_file(file, &opts);
+    match r {
+        Ok((_, warnings)) => {
+            if !warnings.is_empty() {
+                eprint!("{}", map.render_all(&warnings));
+            }
+            0
+        }
+        Err(diags) => {
+            eprint!("{}", map.render_all(&diags));
+            1
         }
     }
 }

@@ -9,13 +9,19 @@
 //!
 //! The parts: `diag` (source map, spans, diagnostics and their rendering), `lexer` (tokens),
 //! `ast` (the untyped syntax tree), `parser` (syntax only, `include` resolved), `symbols` (the
-//! Varnish symbol tables the checker resolves names and types against).
+//! Varnish symbol tables the checker resolves names and types against), `check` (names, types,
+//! permissions, tables; the built-in VCL appended) and `program` (the compiled, pre-resolved
+//! form the interpreter runs).
 
 pub mod ast;
+pub mod check;
 pub mod diag;
 pub mod lexer;
 pub mod parser;
+pub mod program;
 pub mod symbols;
 
+pub use check::{compile, compile_file, CompileOptions, CompileResult, Resolver, BUILTIN_VCL};
 pub use diag::{Diagnostic, FileId, Severity, SourceMap, Span};
 pub use parser::{parse, parse_file, parse_str};
+pub use program::Program;

@@ -1,0 +1,6 @@
+# expect: 4:5: Subroutine recurses on
+vcl 4.1;
+backend default { .host = "127.0.0.1"; }
+sub vcl_recv {
+    call vcl_recv;
+}
