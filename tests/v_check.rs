@@ -53,6 +53,12 @@ const VARNISH_REJECTS: &[(&str, &str)] = &[
         "seed004_i_via_proxy.vcl",
         "Unused backend destination, defined:",
     ),
+    // Varnish accepts these, ringcache refuses them precisely (docs/vcl.md, "Not supported").
+    (
+        "ug_directors.vcl",
+        "'directors.shard_param' is not supported by ringcache",
+    ),
+    ("ug_purge.vcl", "'std.ban' is not supported by ringcache"),
 ];
 
 /// Good-corpus files whose host names need real DNS (checked in-process only).

@@ -322,6 +322,16 @@ impl<'a> Ck<'a> {
         }
     }
 
+    /// Refuses a Varnish construct the ringcache runtime does not implement (its `supported`
+    /// flag in the symbol tables is off). The embedded builtin VCL is exempt: what it uses, the
+    /// runtime provides.
+    fn unsupported(&mut self, span: Span, what: &str) {
+        if self.map.name(span.file) == "<builtin>" {
+            return;
+        }
+        self.err(span, format!("'{what}' is not supported by ringcache"));
+    }
+
     fn snippet(&self, span: Span) -> String {
         self.map.snippet(span).to_string()
     }
@@ -1329,6 +1339,9 @@ impl<'a> Ck<'a> {
                     );
                     return;
                 };
+                if !func.supported {
+                    self.unsupported(callee.span, &ctor);
+                }
                 let new_span = Span::new(n.span.file, n.span.start, n.span.start + 3);
                 self.use_(Use::Restricted(
                     sym::lookup_statement("new").map_or(Method::Init.mask(), |s| s.mask),
@@ -1351,6 +1364,9 @@ impl<'a> Ck<'a> {
                 if let AK::Call { callee, args } = &es.expr.kind {
                     if callee.parts.len() == 1 {
                         if let Some(st) = sym::lookup_statement(&callee.parts[0].name) {
+                            if !st.supported {
+                                self.unsupported(callee.span, st.name);
+                            }
                             if let Some(params) = st.args {
                                 self.use_(Use::Restricted(st.mask, Access::Action, callee.span));
                                 let Some(mut a) = self.bind(params, args, es.expr.span) else {
@@ -1431,6 +1447,11 @@ impl<'a> Ck<'a> {
         match sym::resolve_var(&name, self.syntax) {
             Ok(l) => {
                 let var = l.var();
+                // `req`, `bereq`... as a whole (type HTTP) only prefix an attribute whose own
+                // lookup reports what is wrong with it.
+                if !var.supported && var.ty != Type::Http {
+                    self.unsupported(p.span, &name);
+                }
                 let header = match l {
                     sym::VarLookup::Header { header, .. } => {
                         Some(header.to_ascii_lowercase().into_boxed_str())
@@ -1921,6 +1942,11 @@ impl<'a> Ck<'a> {
         match sym::resolve_var(&name, self.syntax) {
             Ok(l) => {
                 let var = l.var();
+                // `req`, `bereq`... as a whole (type HTTP) only prefix an attribute whose own
+                // lookup reports what is wrong with it.
+                if !var.supported && var.ty != Type::Http {
+                    self.unsupported(p.span, &name);
+                }
                 let header = match l {
                     sym::VarLookup::Header { header, .. } => {
                         Some(header.to_ascii_lowercase().into_boxed_str())
@@ -2001,6 +2027,11 @@ impl<'a> Ck<'a> {
             );
             return None;
         }
+        if let Some(m) = sym::lookup_type_method(base.ty, &name.name) {
+            if m.call == call && !m.supported {
+                self.unsupported(name.span, &format!(".{}", name.name));
+            }
+        }
         match sym::lookup_type_method(base.ty, &name.name) {
             Some(m) if m.call == call => Some(mk(
                 m.ret,
@@ -2032,6 +2063,9 @@ impl<'a> Ck<'a> {
         let imported = callee.parts.len() == 1 || self.imports.contains_key(first);
         if imported {
             if let Some(f) = sym::lookup_func(&full) {
+                if !f.supported {
+                    self.unsupported(callee.span, &full);
+                }
                 return self.func_call(f, args, callee.span, span);
             }
         }
@@ -2051,6 +2085,10 @@ impl<'a> Ck<'a> {
                     );
                     return None;
                 };
+                if !m.supported {
+                    let what = format!("directors.{}.{}", kind.name(), mname.name);
+                    self.unsupported(mname.span, &what);
+                }
                 let a = self.bind(m.args, args, span)?;
                 return Some(mk(
                     m.ret,

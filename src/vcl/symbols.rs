@@ -450,7 +450,7 @@ pub static VARS: &[Var] = &[
     Var::new("req.transport", T::String, C),
     Var::new("req.ttl", T::Duration, C).rw().sup(),
     Var::new("req.url", T::String, C).rw().sup(),
-    Var::new("req.xid", T::String, C),
+    Var::new("req.xid", T::String, C).sup(),
     Var::new("req_top.http.", T::Header, C),
     Var::new("req_top.method", T::String, C),
     Var::new("req_top.proto", T::String, C),
@@ -487,14 +487,16 @@ pub static VARS: &[Var] = &[
     Var::new("bereq.time", T::Time, PIPE_B),
     Var::new("bereq.uncacheable", T::Bool, B).sup(),
     Var::new("bereq.url", T::String, PIPE_B).rw().sup(),
-    Var::new("bereq.xid", T::String, PIPE_B),
+    Var::new("bereq.xid", T::String, PIPE_B).sup(),
     // beresp
     Var::new("beresp", T::Http, BERESP),
     Var::new("beresp.age", T::Duration, BERESP),
     Var::new("beresp.backend", T::Backend, BERESP).sup(),
     Var::new("beresp.backend.ip", T::Ip, Sub::BackendResponse.mask()).until40(),
     Var::new("beresp.backend.name", T::String, BERESP).sup(),
-    Var::new("beresp.body", T::Body, SubMask::NONE).w(Sub::BackendError.mask()),
+    Var::new("beresp.body", T::Body, SubMask::NONE)
+        .w(Sub::BackendError.mask())
+        .sup(),
     Var::new("beresp.do_esi", T::Bool, BERESP).rw(),
     Var::new("beresp.do_gunzip", T::Bool, BERESP).rw(),
     Var::new("beresp.do_gzip", T::Bool, BERESP).rw(),
@@ -537,7 +539,9 @@ pub static VARS: &[Var] = &[
     Var::new("obj.uncacheable", T::Bool, Sub::Deliver.mask()),
     // resp
     Var::new("resp", T::Http, RESP),
-    Var::new("resp.body", T::Body, SubMask::NONE).w(Sub::Synth.mask()),
+    Var::new("resp.body", T::Body, SubMask::NONE)
+        .w(Sub::Synth.mask())
+        .sup(),
     Var::new("resp.do_esi", T::Bool, RESP).rw().since41(),
     Var::new("resp.filters", T::String, RESP).rw(),
     Var::new("resp.http.", T::Header, RESP).rw().u(RESP).sup(),
@@ -1705,14 +1709,14 @@ pub static TYPE_METHODS: &[TypeMethod] = &[
         name: "upper",
         ret: T::String,
         call: true,
-        supported: false,
+        supported: true,
     },
     TypeMethod {
         on: T::String,
         name: "lower",
         ret: T::String,
         call: true,
-        supported: false,
+        supported: true,
     },
     TypeMethod {
         on: T::Stevedore,
