@@ -16,6 +16,7 @@
 pub mod ast;
 pub mod check;
 pub mod diag;
+pub mod exec;
 pub mod lexer;
 pub mod parser;
 pub mod program;
