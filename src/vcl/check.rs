@@ -1441,23 +1441,34 @@ impl<'a> Ck<'a> {
         out.push(Stmt::Return { action, args });
     }
 
+    /// A resolved variable: refuses the unsupported, lower-cases a header name once.
+    fn resolved_var(
+        &mut self,
+        span: Span,
+        name: &str,
+        l: sym::VarLookup<'_>,
+    ) -> (&'static Var, Option<Box<str>>) {
+        let var = l.var();
+        // `req`, `bereq`... as a whole (type HTTP) only prefix an attribute whose own lookup
+        // reports what is wrong with it.
+        if !var.supported && var.ty != Type::Http {
+            self.unsupported(span, name);
+        }
+        let header = match l {
+            sym::VarLookup::Header { header, .. } => {
+                Some(header.to_ascii_lowercase().into_boxed_str())
+            }
+            _ => None,
+        };
+        (var, header)
+    }
+
     /// A `set`/`unset` target.
     fn var_target(&mut self, p: &ast::Path) -> Option<(VarRef, &'static Var)> {
         let name = p.dotted();
         match sym::resolve_var(&name, self.syntax) {
             Ok(l) => {
-                let var = l.var();
-                // `req`, `bereq`... as a whole (type HTTP) only prefix an attribute whose own
-                // lookup reports what is wrong with it.
-                if !var.supported && var.ty != Type::Http {
-                    self.unsupported(p.span, &name);
-                }
-                let header = match l {
-                    sym::VarLookup::Header { header, .. } => {
-                        Some(header.to_ascii_lowercase().into_boxed_str())
-                    }
-                    _ => None,
-                };
+                let (var, header) = self.resolved_var(p.span, &name, l);
                 Some((
                     VarRef {
                         id: var_id(var),
@@ -1941,18 +1952,7 @@ impl<'a> Ck<'a> {
         }
         match sym::resolve_var(&name, self.syntax) {
             Ok(l) => {
-                let var = l.var();
-                // `req`, `bereq`... as a whole (type HTTP) only prefix an attribute whose own
-                // lookup reports what is wrong with it.
-                if !var.supported && var.ty != Type::Http {
-                    self.unsupported(p.span, &name);
-                }
-                let header = match l {
-                    sym::VarLookup::Header { header, .. } => {
-                        Some(header.to_ascii_lowercase().into_boxed_str())
-                    }
-                    _ => None,
-                };
+                let (var, header) = self.resolved_var(p.span, &name, l);
                 self.use_(Use::Var(var, Access::Read, p.span));
                 let ty = if var.ty == Type::Header {
                     Type::String
