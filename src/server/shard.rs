@@ -238,7 +238,15 @@ impl Shard {
     /// Handles one message from another shard.
     pub fn handle(&self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Lookup(p) => self.rush(VecDeque::from([p])),
+            ShardMsg::Lookup(p) => {
+                // The common case answers at once; the work list (and its allocation) is only
+                // needed when a dropped requester hands back a busy flag.
+                let mut more = VecDeque::new();
+                self.answer(p, unix_now(), &mut more);
+                if !more.is_empty() {
+                    self.rush(more);
+                }
+            }
             ShardMsg::Insert { key, obj, busy } => self.owner_insert(&key, obj, busy),
             ShardMsg::Unbusy { key, error } => self.owner_unbusy(&key, error),
         }
@@ -273,29 +281,34 @@ impl Shard {
     fn rush(&self, mut work: VecDeque<Pending>) {
         let now = unix_now();
         while let Some(p) = work.pop_front() {
-            let l = self
-                .store
-                .borrow_mut()
-                .lookup(&p.key, &p.headers, now, p.req_grace);
-            let reply = match l {
-                Lookup::Busy => {
-                    let key = p.key.clone();
-                    match self.store.borrow_mut().park(&key, p) {
-                        Ok(()) => self.counters().inc(C::busy_sleep),
-                        Err(p) => {
-                            self.counters().inc(C::busy_killed);
-                            let _ = p.reply.send(Reply::Overloaded);
-                        }
+            self.answer(p, now, &mut work);
+        }
+    }
+
+    /// Answers one lookup; waiters freed by taking back an unclaimed busy flag go on `more`.
+    fn answer(&self, p: Pending, now: f64, more: &mut VecDeque<Pending>) {
+        let l = self
+            .store
+            .borrow_mut()
+            .lookup(&p.key, &p.headers, now, p.req_grace);
+        let reply = match l {
+            Lookup::Busy => {
+                let key = p.key.clone();
+                match self.store.borrow_mut().park(&key, p) {
+                    Ok(()) => self.counters().inc(C::busy_sleep),
+                    Err(p) => {
+                        self.counters().inc(C::busy_killed);
+                        let _ = p.reply.send(Reply::Overloaded);
                     }
-                    continue;
                 }
-                other => self.to_reply(other, &p.key, &p.headers, now),
-            };
-            let grants = reply.grants_busy();
-            if p.reply.send(reply).is_err() && grants {
-                let waiters = self.store.borrow_mut().unbusy(&p.key);
-                work.extend(waiters);
+                return;
             }
+            other => self.to_reply(other, &p.key, &p.headers, now),
+        };
+        let grants = reply.grants_busy();
+        if p.reply.send(reply).is_err() && grants {
+            let waiters = self.store.borrow_mut().unbusy(&p.key);
+            more.extend(waiters);
         }
     }
 
