@@ -104,7 +104,7 @@ pub enum Write<T> {
 /// Bodies up to this size are copied behind the head and sent with one `write`: a 4 KiB
 /// memcpy costs less than the kernel's walk over a two-element iovec. Larger bodies go out
 /// by `writev` straight from the shared `Bytes`, never copied.
-const COPY_BODY_MAX: usize = 4096;
+pub const COPY_BODY_MAX: usize = 4096;
 
 /// Writes a response head and body, bounded by `limit`.
 pub async fn write_head_body(
