@@ -63,8 +63,8 @@ DUR_S=${DURATION%s}
 [[ $RUNS =~ ^[1-9][0-9]*$ && $CONNS =~ ^[1-9][0-9]*$ ]] || { echo "bad RUNS/CONNS" >&2; exit 2; }
 CLK_TCK=$(getconf CLK_TCK)
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
+# shellcheck source=loadtest/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # Tools: install wrk/varnish/curl from the distribution when missing (root + apt), else stop.
 need=()
@@ -123,22 +123,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# A free TCP port on 127.0.0.1 (the kernel picks it; nothing else of ours holds it).
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Wait (at most 20 s) until 127.0.0.1:$1 accepts connections; $2 = pid that must stay alive.
-wait_port() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        kill -0 "$2" 2>/dev/null || return 1
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # utime+stime (clock ticks) of $1 and all its descendants; each /proc/<pid>/stat already sums
 # the process's threads.

@@ -45,8 +45,8 @@ RINGCACHE_BIN=$TARGET/release/ringcache
 RESPONDER_BIN=$TARGET/release/examples/responder
 LUA=$ROOT/loadtest/flood.lua
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
+# shellcheck source=loadtest/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 for tool in wrk python3 curl; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install -y wrk curl python3)"
@@ -99,21 +99,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Wait (at most 20 s) until 127.0.0.1:$1 accepts connections; $2 = pid that must stay alive.
-wait_port() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        kill -0 "$2" 2>/dev/null || return 1
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # "VmRSS_kB VmHWM_kB" of pid $1.
 mem_kb() {
