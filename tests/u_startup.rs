@@ -10,6 +10,7 @@ use std::net::TcpListener;
 shard_tests!(
     ready_line_reports_shards,
     port_in_use_fails,
+    restart_on_same_port_succeeds,
     unresolvable_backend_fails,
     unknown_param_fails,
     bad_param_value_fails,
@@ -55,6 +56,29 @@ fn ready_line_reports_shards(cores: usize) {
     assert_eq!(s.addr().ip().to_string(), "127.0.0.1");
     assert_ne!(s.addr().port(), 0);
     assert_eq!(get(s.addr(), "/", &[]).status, 200);
+}
+
+// Goal: a restart on the same port right after the previous instance stopped succeeds (a
+// systemd restart, a quick stop/start). The kernel tears a dead process's io_uring rings down
+// asynchronously, so its listener can outlive it for a moment.
+// Method: serve traffic, kill the server, at once start a new one on the same port; it must
+// come up and serve. Repeated a few times to catch the window.
+fn restart_on_same_port_succeeds(cores: usize) {
+    let o = Origin::fixed("x", &[("Cache-Control", "max-age=60")]);
+    let first = Server::for_origin(&o, cores, &[]);
+    let listen = first.addr().to_string();
+    let backend = o.addr().to_string();
+    let c = cores_arg(cores);
+    let mut current = first;
+    for round in 0..3 {
+        for _ in 0..20 {
+            assert_eq!(get(current.addr(), "/r", &[]).status, 200);
+        }
+        drop(current);
+        current = Server::try_start(&["-a", &listen, "-b", &backend, "-p", &c])
+            .unwrap_or_else(|e| panic!("restart {round} on {listen} failed: {e}"));
+    }
+    assert_eq!(get(current.addr(), "/r", &[]).status, 200);
 }
 
 // Goal: binding a port that is in use fails: non-zero exit, message containing "in use".

@@ -111,8 +111,33 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
+/// How long boot waits for a port held by a process that has just exited.
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(2);
+
 /// Fails if something already listens on `addr` (SO_REUSEPORT alone would silently share it).
+///
+/// A previous instance that has just exited can still hold its listener for a moment: the
+/// kernel releases sockets referenced by an io_uring ring (the listener has an accept in
+/// flight) when it tears the ring down, asynchronously, after the process is gone. So a quick
+/// restart retries for `PORT_RELEASE_WAIT` before calling the port taken; a live holder keeps it
+/// and the error stands.
 fn check_free(addr: SocketAddr) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match probe_bind(addr) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Binds (and drops) a plain socket on `addr`: succeeds only if nothing listens there.
+fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
     use socket2::{Domain, Protocol, Socket, Type};
     if addr.port() == 0 {
         return Ok(());
