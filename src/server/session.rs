@@ -26,9 +26,7 @@ use crate::http::request::{self, BodyFraming, Method, RequestHead, Version};
 use crate::http::{write, Headers};
 use crate::stats::C;
 
-use super::io::{
-    read_timeout, secs, write_all_timeout, write_head_body, Read, Write, COPY_BODY_MAX,
-};
+use super::io::{read_timeout, secs, write_all_timeout, write_head_body, Read, Write};
 use super::shard::{unix_now, BusyGuard, Reply, Shard};
 
 /// `Via` value ringcache adds.
@@ -846,14 +844,7 @@ async fn deliver(
 ) -> Next {
     let now = unix_now();
     let keep_alive = req.keep_alive;
-    // Room for the dynamic fields, and for a small body that write_head_body copies behind the
-    // head, so a hit builds its response in one allocation.
-    let copied = if obj.body.len() <= COPY_BODY_MAX {
-        obj.body.len()
-    } else {
-        0
-    };
-    let mut head = Vec::with_capacity(obj.head.len() + 160 + copied);
+    let mut head = Vec::with_capacity(obj.head.len() + 160);
     let cond = not_modified(req, obj);
     if cond {
         write::write_status_line(&mut head, 304, b"Not Modified");
