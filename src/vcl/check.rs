@@ -403,9 +403,6 @@ impl<'a> Ck<'a> {
                 }
                 ast::Item::Import(_) => continue,
             };
-            if kind == Kind::Probe && name.name == "default" {
-                // registered below; `probe default` is never "unused".
-            }
             self.declare(kind, name, item.span(), *builtin);
         }
         for (i, (name, defs)) in sub_groups.iter().enumerate() {
@@ -463,6 +460,15 @@ impl<'a> Ck<'a> {
         // Probes, then backends, then ACLs.
         for (item, _) in items {
             if let ast::Item::Probe(p) = item {
+                if p.name.name == "default" {
+                    // Not a symbol (see `declare`): every one is compiled, the last one is the
+                    // default probe, as in varnishd.
+                    if let Some(spec) = self.probe_spec(Some("default"), &p.fields, p.span) {
+                        self.default_probe = Some(self.probes.len());
+                        self.probes.push(spec);
+                    }
+                    continue;
+                }
                 if self.names.get(&p.name.name).map(|s| s.span) != Some(p.name.span) {
                     continue; // a duplicate
                 }
@@ -471,9 +477,6 @@ impl<'a> Ck<'a> {
                     self.probes.push(spec);
                     if let Some(s) = self.names.get_mut(&p.name.name) {
                         s.id = id;
-                    }
-                    if p.name.name == "default" {
-                        self.default_probe = Some(id);
                     }
                 }
             }
@@ -531,6 +534,13 @@ impl<'a> Ck<'a> {
     }
 
     fn declare(&mut self, kind: Kind, name: &ast::Ident, item: Span, builtin: bool) {
+        // `probe default` is not a symbol in varnishd 7.1 (`vcc_ParseProbe` only records it as
+        // the VCL's default probe): it shares no namespace with `backend default`, is never
+        // "unused", and a second one silently replaces the first. It is reached only as the
+        // implicit probe of backends and as `.probe = default`.
+        if kind == Kind::Probe && name.name == "default" {
+            return;
+        }
         if let Some(prev) = self.names.get(&name.name) {
             let (pk, ps) = (prev.kind, prev.span);
             if kind == Kind::Backend && pk == kind && name.name == "default" {
@@ -1021,12 +1031,12 @@ impl<'a> Ck<'a> {
                         span,
                     }) if p.parts.len() == 1 => {
                         let pn = &p.parts[0].name;
-                        if pn == "default"
-                            && self.names.get("default").map(|s| s.kind) != Some(Kind::Probe)
-                        {
-                            self.err(*span, "No default probe defined");
-                        } else {
+                        if pn != "default" {
                             def.probe = self.reference(Kind::Probe, pn, *span);
+                        } else if self.default_probe.is_some() {
+                            def.probe = self.default_probe;
+                        } else {
+                            self.err(*span, "No default probe defined");
                         }
                     }
                     ast::FieldValue::Expr(e) => {
@@ -1518,7 +1528,13 @@ impl<'a> Ck<'a> {
                 };
                 if let AK::Path(p) = &e.kind {
                     if p.parts.len() == 1 {
-                        let id = self.reference(kind, &p.parts[0].name, e.span)?;
+                        let n = &p.parts[0].name;
+                        if let (Kind::Probe, "default", Some(id)) =
+                            (kind, n.as_str(), self.default_probe)
+                        {
+                            return Some(mk(want, ExprKind::Probe(id)));
+                        }
+                        let id = self.reference(kind, n, e.span)?;
                         let k = if kind == Kind::Acl {
                             ExprKind::Acl(id)
                         } else {
@@ -2312,7 +2328,6 @@ impl<'a> Ck<'a> {
             }
             let skip = match s.kind {
                 Kind::Backend => Some(name) == default.as_ref(),
-                Kind::Probe => name == "default",
                 Kind::Object => true,
                 _ => false,
             };
