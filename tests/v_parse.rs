@@ -272,6 +272,29 @@ fn invalid_utf8_in_a_string_is_a_warning_in_a_comment_nothing() {
     );
 }
 
+/// `parse_without_includes` (the fuzz target's entry point) never reads a file: an include of
+/// an existing file, or a glob matching some, is reported missing.
+#[test]
+fn parse_without_includes_reads_nothing() {
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vcl_corpus/good");
+    let inc = good.join("own_strings_comments.vcl");
+    let text = format!(
+        "vcl 4.1;\ninclude \"{}\";\ninclude +glob \"{}/*.vcl\";\n",
+        inc.display(),
+        good.display()
+    );
+    let mut map = SourceMap::new();
+    let id = map.add_bytes("t.vcl", None, text.as_bytes());
+    let e = ringcache::vcl::parser::parse_without_includes(&mut map, id).unwrap_err();
+    let all = map.render_all(&e);
+    assert!(all.contains("Cannot read file"), "{all}");
+    assert!(all.contains("glob pattern matched no files."), "{all}");
+    assert_eq!(map.len(), 1, "{all}");
+    // The same text through `parse_str` reads them.
+    let (map, _) = parse_str("t.vcl", &text);
+    assert!(map.len() > 2);
+}
+
 struct Expect {
     file: Option<String>,
     line: u32,
