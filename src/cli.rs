@@ -25,9 +25,8 @@ use crate::params::{self, Params};
 pub struct Config {
     /// Listen addresses (`-a`), each already resolved.
     pub listen: Vec<SocketAddr>,
-    /// The single backend (`-b`): its address and the text the operator wrote (the default Host
-    /// header for probes, as Varnish's `.host`).
-    pub backend: Backend,
+    /// What to serve with: `-b` (a generated VCL with one backend) or `-f FILE.vcl`.
+    pub vcl: VclSource,
     /// Cache storage size in bytes (`-s`), split over shards.
     pub storage_bytes: u64,
     pub params: Params,
@@ -40,6 +39,15 @@ pub struct Config {
 pub struct Backend {
     pub addr: SocketAddr,
     pub host_header: String,
+}
+
+/// The VCL a server runs.
+#[derive(Debug, Clone)]
+pub enum VclSource {
+    /// `-b`: one backend, Varnish's built-in VCL.
+    Backend(Backend),
+    /// `-f FILE`: compiled at boot.
+    File(PathBuf),
 }
 
 /// What `main` should do.
@@ -202,13 +210,6 @@ where
             )),
         };
     }
-    if vcl_file.is_some() {
-        return Err(CliError(
-            "serving with -f is not available yet; use -b HOST:PORT (or -C -f FILE to check a VCL)"
-                .into(),
-        ));
-    }
-
     let mut params = Params::default();
     if let Some(ps) = m.get_many::<String>("param") {
         for p in ps {
@@ -239,9 +240,14 @@ where
         }
     }
 
-    let backend = match m.get_one::<String>("backend") {
-        Some(b) => parse_backend(b)?,
-        None => return Err(CliError("-b HOST:PORT is required (the backend)".into())),
+    let vcl = match (m.get_one::<String>("backend"), vcl_file) {
+        (Some(b), _) => VclSource::Backend(parse_backend(b)?),
+        (None, Some(f)) => VclSource::File(PathBuf::from(f)),
+        (None, None) => {
+            return Err(CliError(
+                "one of -b HOST:PORT (the backend) or -f FILE.vcl is required".into(),
+            ))
+        }
     };
 
     let storage_bytes = match m.get_one::<String>("storage") {
@@ -262,7 +268,7 @@ where
 
     Ok(Action::Serve(Box::new(Config {
         listen,
-        backend,
+        vcl,
         storage_bytes,
         params,
         admin,
@@ -569,10 +575,16 @@ mod tests {
                 .0,
             "Only one of -b or -f can be specified"
         );
-        assert!(p(&["-a", ":1", "-f", "x.vcl"])
-            .unwrap_err()
-            .0
-            .starts_with("serving with -f is not available yet"));
+        match p(&["-a", ":1", "-f", "x.vcl"]) {
+            Ok(Action::Serve(c)) => {
+                assert!(matches!(&c.vcl, VclSource::File(f) if f == std::path::Path::new("x.vcl")))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            p(&["-a", ":1"]).unwrap_err().0,
+            "one of -b HOST:PORT (the backend) or -f FILE.vcl is required"
+        );
         assert_eq!(
             p(&["-C"]).unwrap_err().0,
             "-C needs either -b <backend> or -f <vcl_file>"
@@ -678,11 +690,18 @@ mod tests {
         }
     }
 
+    fn backend(c: &Config) -> &Backend {
+        match &c.vcl {
+            VclSource::Backend(b) => b,
+            VclSource::File(f) => panic!("expected -b, got -f {}", f.display()),
+        }
+    }
+
     #[test]
     fn minimal_command_line() {
         let c = serve(&["-a", "127.0.0.1:8080", "-b", "127.0.0.1:9000"]).expect("ok");
         assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
-        assert_eq!(c.backend.addr, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(backend(&c).addr, "127.0.0.1:9000".parse().expect("addr"));
         assert_eq!(c.storage_bytes, 256 << 20);
     }
 
@@ -706,12 +725,12 @@ mod tests {
         .expect("ok");
         assert_eq!(c.listen.len(), 2);
         assert!(c.listen[1].is_ipv6());
-        assert!(c.backend.addr.is_ipv6());
+        assert!(backend(&c).addr.is_ipv6());
         assert_eq!(c.storage_bytes, 64 << 20);
         assert_eq!(c.params.default_ttl, 5.0);
         let c = serve(&["-a", ":8080", "-b", "localhost", "-s", "128m"]).expect("ok");
         assert_eq!(c.listen.len(), 2);
-        assert_eq!(c.backend.addr.port(), 80);
+        assert_eq!(backend(&c).addr.port(), 80);
         assert_eq!(c.storage_bytes, 128 << 20);
     }
 

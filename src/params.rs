@@ -154,10 +154,17 @@ params! {
          background fetch refreshes them (stale-while-revalidate overrides it).";
     default_keep: Duration(f64) = "0", min 0, max INF, unit "seconds",
         "Keep of objects: how long past TTL and grace they are kept for conditional fetches.";
-    uncacheable_ttl: Duration(f64) = "120", min 0, max INF, unit "seconds",
-        "TTL of hit-for-miss markers made for uncacheable responses.";
     clock_skew: Duration(f64) = "10", min 0, max INF, unit "seconds",
         "How far the origin's Date may be from ours before Expires is taken relative to Date.";
+    max_restarts: Uint(u64) = "4", min 0, max 1000, unit "restarts",
+        "Upper limit on how many times a request can restart (return (restart) in VCL); one \
+         more ends it with a 503.";
+    max_retries: Uint(u64) = "4", min 0, max 1000, unit "retries",
+        "Upper limit on how many times a backend fetch can retry (return (retry) in VCL); one \
+         more fails the fetch.";
+    pipe_timeout: Duration(f64) = "60", min 0.001, max INF, unit "seconds",
+        "Idle timeout of a piped connection (return (pipe)): with no bytes in either direction \
+         for this long, both sides are closed.";
     connect_timeout: Duration(f64) = "3.5", min 0.001, max INF, unit "seconds",
         "How long to wait for a backend TCP connection to be established.";
     first_byte_timeout: Duration(f64) = "60", min 0.001, max INF, unit "seconds",

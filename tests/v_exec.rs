@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use bytes::Bytes;
+
 use ringcache::cache::{ObjKind, Object};
 use ringcache::http::Headers;
 use ringcache::vcl::exec::{run, BackendRef, Ctx, ObjView, Outcome, ReqCtx, RespCtx};
@@ -94,11 +95,14 @@ sub vcl_deliver {
 }
 "#;
 
-fn hit_path<'a>(p: &Program, o: &'a Object, ctx: &mut Ctx<'a>) {
+fn hit_path(p: &Program, o: &Arc<Object>, ctx: &mut Ctx<'_>) {
     ctx.hash.clear();
     assert_eq!(run(p, Method::Recv, ctx).unwrap(), Outcome::Hash);
     assert_eq!(run(p, Method::Hash, ctx).unwrap(), Outcome::Lookup);
-    ctx.obj = Some(ObjView { obj: o, hits: 1 });
+    ctx.obj = Some(ObjView {
+        obj: o.clone(),
+        hits: 1,
+    });
     assert_eq!(run(p, Method::Hit, ctx).unwrap(), Outcome::Deliver);
     assert_eq!(run(p, Method::Deliver, ctx).unwrap(), Outcome::Deliver);
 }
@@ -117,7 +121,7 @@ fn read_only_hit_path_does_not_allocate() {
         ..Default::default()
     };
     let oh = Headers::new();
-    let o = Object {
+    let o = Arc::new(Object {
         xid: 1,
         kind: ObjKind::Normal,
         status: 200,
@@ -130,7 +134,7 @@ fn read_only_hit_path_does_not_allocate() {
         grace: 10.0,
         keep: 0.0,
         vary: None,
-    };
+    });
     let mut ctx = Ctx::new(1000.0);
     ctx.req = Some(req);
     ctx.resp = Some(RespCtx {

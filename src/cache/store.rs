@@ -98,6 +98,8 @@ struct Node {
     /// Towards the oldest end of the queue.
     older: Option<usize>,
     visited: bool,
+    /// Deliveries from the cache so far (VCL's `obj.hits`).
+    hits: u64,
     /// Distinguishes this node from later ones reusing the slab slot (for the death heap).
     gen: u64,
 }
@@ -172,6 +174,8 @@ pub struct Store<W> {
     n_lru_nuked: u64,
     busy_keys: usize,
     waiters: usize,
+    /// `obj.hits` of the object the last `lookup` returned as a hit or grace hit.
+    last_hits: u64,
 }
 
 impl<W> Store<W> {
@@ -190,6 +194,7 @@ impl<W> Store<W> {
             n_lru_nuked: 0,
             busy_keys: 0,
             waiters: 0,
+            last_hits: 0,
         }
     }
 
@@ -243,6 +248,8 @@ impl<W> Store<W> {
         if let Some(i) = fresh {
             if let Some(node) = self.nodes.get_mut(i) {
                 node.visited = true;
+                node.hits += 1;
+                self.last_hits = node.hits;
                 let obj = node.obj.clone();
                 let found = match obj.kind {
                     ObjKind::HitForPass => Lookup::HitPass(obj),
@@ -272,6 +279,8 @@ impl<W> Store<W> {
 
         let stale = graced.and_then(|i| self.nodes.get_mut(i)).map(|n| {
             n.visited = true;
+            n.hits += 1;
+            self.last_hits = n.hits;
             Arc::clone(&n.obj)
         });
         let head = head_in(&mut self.map, key);
@@ -293,6 +302,12 @@ impl<W> Store<W> {
             },
             None => Lookup::Miss,
         }
+    }
+
+    /// `obj.hits` of the object the last [`Store::lookup`] returned as `Hit` or `Grace`
+    /// (counting that delivery), for VCL's `obj.hits`.
+    pub fn last_hits(&self) -> u64 {
+        self.last_hits
     }
 
     /// The object a miss may revalidate (Varnish's keep): the newest expired, not yet dead,
@@ -511,6 +526,7 @@ impl<W> Store<W> {
             newer: None,
             older: self.newest,
             visited: false,
+            hits: 0,
             gen,
         });
         if let Some(n) = self.newest.and_then(|n| self.nodes.get_mut(n)) {

@@ -7,7 +7,12 @@
 //! listeners and build everything else (runtime, pools, their part of the cache) on their own
 //! thread, so io_uring rings are created by the thread that submits to them.
 
+pub mod deliver;
+pub mod env;
+pub mod fetch_fsm;
 pub mod io;
+pub mod pipe;
+pub mod req_fsm;
 pub mod session;
 pub mod shard;
 
@@ -19,16 +24,18 @@ use std::time::Duration;
 
 use futures_channel::mpsc;
 
-use crate::cli::{Backend, Config};
+use crate::cli::{Config, VclSource};
 use crate::params::{AutoOff, AutoValue, Params};
 use crate::stats::{Stats, C};
+use crate::vcl::LoadedVcl;
 
 use shard::{Shard, ShardMsg};
 
 /// What every shard shares, read-only (plus per-shard atomics).
 pub struct Shared {
     pub params: Params,
-    pub backend: Backend,
+    /// The VCL every shard runs (compiled once at boot).
+    pub vcl: Arc<LoadedVcl>,
     pub shards: usize,
     pub storage_bytes: u64,
     pub stats: Stats,
@@ -183,6 +190,30 @@ fn bind_all(
     Ok((per_shard, bound))
 }
 
+/// Compiles the VCL (`-f`) or generates it (`-b`); warnings go to stderr, errors refuse to boot.
+fn load_vcl(src: &VclSource) -> Result<Arc<LoadedVcl>, BootError> {
+    match src {
+        VclSource::Backend(b) => LoadedVcl::for_backend(b)
+            .map(Arc::new)
+            .map_err(|e| BootError(format!("the -b VCL did not compile:\n{e}"))),
+        VclSource::File(path) => match LoadedVcl::from_file(path) {
+            Ok((v, warnings)) => {
+                if !warnings.is_empty() {
+                    eprint!("{warnings}");
+                }
+                Ok(Arc::new(v))
+            }
+            Err(e) => {
+                eprint!("{e}");
+                Err(BootError(format!(
+                    "VCL compilation failed: {}",
+                    path.display()
+                )))
+            }
+        },
+    }
+}
+
 /// Boots the server and serves until the process is stopped.
 pub fn run(config: Config) -> Result<(), BootError> {
     let started = std::time::Instant::now();
@@ -202,6 +233,7 @@ pub fn run(config: Config) -> Result<(), BootError> {
         AutoOff::Auto => None,
     };
 
+    let vcl = load_vcl(&config.vcl)?;
     let (listeners, bound) = bind_all(&config.listen, shards)?;
     // Bound before any shard starts, so a bad -T or -S is a clean startup error.
     let admin = crate::admin::server::bind(&config.admin).map_err(BootError)?;
@@ -213,10 +245,13 @@ pub fn run(config: Config) -> Result<(), BootError> {
         inboxes.push(tx);
         receivers.push(rx);
     }
-    let health = Arc::new(crate::health::Board::new(1));
+    let health = Arc::new(crate::health::Board::new(vcl.backends.len()));
+    for (i, b) in vcl.backends.iter().enumerate() {
+        health.set(i, b.initially_healthy);
+    }
     let shared = Arc::new(Shared {
         params: config.params.clone(),
-        backend: config.backend.clone(),
+        vcl,
         shards,
         storage_bytes: config.storage_bytes,
         stats: Stats::new(shards),

@@ -36,11 +36,13 @@ use super::Shared;
 /// What the owner tells a requester about its lookup.
 #[derive(Debug)]
 pub enum Reply {
-    Hit(Arc<Object>),
+    /// A fresh object and its `obj.hits` (counting this one).
+    Hit(Arc<Object>, u64),
     /// A stale object to deliver now; with `bgfetch` the requester must also refresh it.
     Grace {
         stale: Arc<Object>,
         bgfetch: bool,
+        hits: u64,
     },
     /// The requester holds the key's busy flag and must fetch, then report. A kept object, if
     /// any, makes the fetch conditional (a 304 refreshes it).
@@ -81,6 +83,11 @@ pub enum ShardMsg {
     Unbusy {
         key: CacheKey,
         error: Option<Arc<Object>>,
+    },
+    /// `return (purge)`: remove every variant of `key`; the reply is how many were removed.
+    Purge {
+        key: CacheKey,
+        reply: oneshot::Sender<usize>,
     },
 }
 
@@ -232,8 +239,31 @@ impl Shard {
         }
     }
 
+    /// Removes every variant of `key` at its owner; returns how many objects went.
+    pub async fn purge(&self, key: &CacheKey) -> usize {
+        let owner = key.owner(self.shared.shards);
+        if owner == self.id {
+            return self.owner_purge(key);
+        }
+        let (tx, rx) = oneshot::channel();
+        let msg = ShardMsg::Purge {
+            key: key.clone(),
+            reply: tx,
+        };
+        if self.shared.inboxes[owner].unbounded_send(msg).is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
+    }
+
     // ---------------------------------------------------------------------------------------
     // Owner side.
+
+    fn owner_purge(&self, key: &CacheKey) -> usize {
+        let n = self.store.borrow_mut().purge(key);
+        self.update_gauges();
+        n
+    }
 
     /// Handles one message from another shard.
     pub fn handle(&self, msg: ShardMsg) {
@@ -249,6 +279,9 @@ impl Shard {
             }
             ShardMsg::Insert { key, obj, busy } => self.owner_insert(&key, obj, busy),
             ShardMsg::Unbusy { key, error } => self.owner_unbusy(&key, error),
+            ShardMsg::Purge { key, reply } => {
+                let _ = reply.send(self.owner_purge(&key));
+            }
         }
     }
 
@@ -314,8 +347,12 @@ impl Shard {
 
     fn to_reply(&self, l: Lookup, key: &CacheKey, headers: &Headers, now: f64) -> Reply {
         match l {
-            Lookup::Hit(o) => Reply::Hit(o),
-            Lookup::Grace { stale, bgfetch } => Reply::Grace { stale, bgfetch },
+            Lookup::Hit(o) => Reply::Hit(o, self.store.borrow().last_hits()),
+            Lookup::Grace { stale, bgfetch } => Reply::Grace {
+                stale,
+                bgfetch,
+                hits: self.store.borrow().last_hits(),
+            },
             Lookup::Miss => Reply::Miss(self.store.borrow().keep_candidate(key, headers, now)),
             Lookup::HitMiss => Reply::HitMiss,
             Lookup::HitPass(_) => Reply::HitPass,

@@ -112,6 +112,14 @@ counters! {
     n_lru_nuked: Counter, "Objects evicted to make room";
     s_pass: Counter, "Passed requests";
     s_synth: Counter, "Synthetic responses made";
+    s_pipe: Counter, "Piped sessions (return (pipe))";
+    s_pipe_in: Counter(Bytes), "Bytes piped from clients to backends";
+    s_pipe_out: Counter(Bytes), "Bytes piped from backends to clients";
+    n_purges: Counter, "Purges executed (return (purge))";
+    n_obj_purged: Counter, "Objects and variants removed by purges";
+    vcl_fail: Counter, "VCL failures (return (fail), runtime errors): answered with 503";
+    s_restart: Counter, "Requests restarted by VCL (return (restart))";
+    fetch_retry: Counter, "Backend fetches retried by VCL (return (retry))";
     s_fetch: Counter, "Backend fetches";
     s_bgfetch: Counter, "Background fetches";
     s_req_hdrbytes: Counter(Bytes), "Request header bytes received";
@@ -226,7 +234,7 @@ mod tests {
     #[test]
     fn byte_counters_say_so() {
         for d in TABLE {
-            let bytes = d.name.ends_with("bytes");
+            let bytes = d.name.ends_with("bytes") || d.name.starts_with("MAIN.s_pipe_");
             assert_eq!(d.format == Format::Bytes, bytes, "{}", d.name);
         }
         assert_eq!(Format::Bytes.letter(), 'B');

@@ -229,10 +229,11 @@ pub struct RespCtx {
     pub headers: Headers,
 }
 
-/// A read-only view of the cached object (`obj.*`).
-#[derive(Clone, Copy, Debug)]
-pub struct ObjView<'a> {
-    pub obj: &'a Object,
+/// A read-only view of the cached object (`obj.*`). Holds the object itself (an `Arc` clone,
+/// no allocation), so a context can outlive the lookup that found it.
+#[derive(Clone, Debug)]
+pub struct ObjView {
+    pub obj: std::sync::Arc<Object>,
     pub hits: u64,
 }
 
@@ -302,7 +303,7 @@ pub struct Ctx<'a> {
     pub req: Option<ReqCtx>,
     pub bereq: Option<BereqCtx>,
     pub beresp: Option<BerespCtx>,
-    pub obj: Option<ObjView<'a>>,
+    pub obj: Option<ObjView>,
     pub resp: Option<RespCtx>,
     pub hash: HashCtx,
     /// `synthetic()`, `resp.body` (vcl_synth), `beresp.body` (vcl_backend_error).
@@ -578,6 +579,11 @@ fn xid_str(x: u64) -> Value<'static> {
 /// Replaces every field `name` with one field, where the first one was; appends otherwise
 /// (the name spelled as in the VCL is not kept by the checker: it is written in canonical
 /// `Title-Case`).
+/// The reason phrase `http_SetStatus` gives a status (`status % 1000`).
+fn standard_reason(status: u16) -> Bytes {
+    Bytes::from_static(crate::http::status::reason_phrase(status % 1000).as_bytes())
+}
+
 fn set_header(h: &mut Headers, name: &str, value: Bytes) {
     if h.contains(name) {
         let mut out = Headers::with_capacity(h.len());
@@ -892,7 +898,12 @@ impl<'p> Machine<'p> {
             Vk::BereqBetweenBytesTimeout => {
                 part!(bereq, "bereq").between_bytes_timeout = Some(num(&v)?)
             }
-            Vk::BerespStatus => part!(beresp, "beresp").status = status_of(&v, "beresp")?,
+            // As `http_SetStatus`: a new status brings its standard reason phrase.
+            Vk::BerespStatus => {
+                let b = part!(beresp, "beresp");
+                b.status = status_of(&v, "beresp")?;
+                b.reason = standard_reason(b.status);
+            }
             Vk::BerespReason => part!(beresp, "beresp").reason = to_bytes(v),
             Vk::BerespProto => part!(beresp, "beresp").proto = to_bytes(v),
             Vk::BerespTtl => part!(beresp, "beresp").ttl = num(&v)?,
@@ -908,7 +919,11 @@ impl<'p> Machine<'p> {
                     be.uncacheable = b;
                 }
             }
-            Vk::RespStatus => part!(resp, "resp").status = status_of(&v, "resp")?,
+            Vk::RespStatus => {
+                let r = part!(resp, "resp");
+                r.status = status_of(&v, "resp")?;
+                r.reason = standard_reason(r.status);
+            }
             Vk::RespReason => part!(resp, "resp").reason = to_bytes(v),
             Vk::RespProto => part!(resp, "resp").proto = to_bytes(v),
             Vk::RespBody | Vk::BerespBody => {
@@ -1043,7 +1058,7 @@ impl<'p> Machine<'p> {
             Vk::ObjReason => s(&obj!().obj.reason),
             Vk::ObjHits => Value::Int(obj!().hits as i64),
             Vk::ObjTtl => {
-                let o = obj!().obj;
+                let o = &obj!().obj;
                 Value::Duration(o.t_origin + o.ttl - ctx.now)
             }
             Vk::ObjGrace => Value::Duration(obj!().obj.grace),

@@ -18,11 +18,13 @@ pub mod check;
 pub mod diag;
 pub mod exec;
 pub mod lexer;
+pub mod loaded;
 pub mod parser;
 pub mod program;
 pub mod symbols;
 
 pub use check::{compile, compile_file, CompileOptions, CompileResult, Resolver, BUILTIN_VCL};
 pub use diag::{Diagnostic, FileId, Severity, SourceMap, Span};
+pub use loaded::{LoadError, LoadedVcl};
 pub use parser::{parse, parse_file, parse_str};
 pub use program::Program;

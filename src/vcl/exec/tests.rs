@@ -57,10 +57,10 @@ fn be(p: &Program, name: &str) -> Option<BackendRef> {
     p.backend_by_name(name).map(BackendRef::Backend)
 }
 
-fn object(t_origin: f64, ttl: f64, grace: f64) -> Object {
+fn object(t_origin: f64, ttl: f64, grace: f64) -> std::sync::Arc<Object> {
     let mut headers = Headers::new();
     headers.append("X-Obj", "yes");
-    Object {
+    std::sync::Arc::new(Object {
         xid: 7,
         kind: ObjKind::Normal,
         status: 200,
@@ -73,7 +73,7 @@ fn object(t_origin: f64, ttl: f64, grace: f64) -> Object {
         grace,
         keep: 0.0,
         vary: None,
-    }
+    })
 }
 
 const ROUTING: &str = r#"
@@ -304,7 +304,10 @@ fn seed_grace_hit() {
         let mut c = Ctx::new(now).with_env(&env);
         c.req = Some(req("GET", "/", &[("Host", "a")]));
         c.req.as_mut().unwrap().backend_hint = be(&p, "default");
-        c.obj = Some(ObjView { obj: &o, hits: 3 });
+        c.obj = Some(ObjView {
+            obj: o.clone(),
+            hits: 3,
+        });
         run(&p, Method::Hit, &mut c).unwrap()
     };
     assert_eq!(case(10.0, true), Outcome::Deliver);
@@ -321,13 +324,19 @@ fn seed_grace_hit() {
     let o = object(now - 100.0, 60.0, 3600.0);
     let mut c = Ctx::new(now).with_env(&env);
     c.req = Some(req("GET", "/", &[("Host", "a")]));
-    c.obj = Some(ObjView { obj: &o, hits: 0 });
+    c.obj = Some(ObjView {
+        obj: o.clone(),
+        hits: 0,
+    });
     assert_eq!(run(&p, Method::Hit, &mut c).unwrap(), Outcome::Deliver);
     let env = Health(true);
     let mut c = Ctx::new(now).with_env(&env);
     c.req = Some(req("GET", "/", &[("Host", "a")]));
     c.req.as_mut().unwrap().backend_hint = be(&p, "default");
-    c.obj = Some(ObjView { obj: &o, hits: 0 });
+    c.obj = Some(ObjView {
+        obj: o.clone(),
+        hits: 0,
+    });
     assert_eq!(run(&p, Method::Hit, &mut c).unwrap(), Outcome::Miss);
 }
 
@@ -701,7 +710,10 @@ fn corpus_programs_run_without_panicking() {
             let mut c = backend_ctx("/", &[]);
             c.req = Some(req("GET", "/", &[("Host", "a")]));
             c.resp = Some(RespCtx::default());
-            c.obj = Some(ObjView { obj: &o, hits: 0 });
+            c.obj = Some(ObjView {
+                obj: o.clone(),
+                hits: 0,
+            });
             let _ = run(&p, m, &mut c);
         }
         ran += 1;
