@@ -330,6 +330,8 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     stderr: Arc<LogBuf>,
     stdout: Arc<LogBuf>,
+    /// The VCL file of [`Server::with_vcl`], kept (and removed) with the server.
+    vcl_file: Option<VclFile>,
 }
 
 /// The usual argument vector: `-a 127.0.0.1:0 -b <backend> -p cores=<n> <extra...>`.
@@ -344,6 +346,67 @@ pub fn proxy_args(backend: &str, cores: usize, extra: &[&str]) -> Vec<String> {
     ];
     v.extend(extra.iter().map(|s| s.to_string()));
     v
+}
+
+/// `-a 127.0.0.1:0 -f <vcl_path> -p cores=<n> <extra...>`.
+pub fn vcl_args(vcl_path: &str, cores: usize, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "-a".into(),
+        "127.0.0.1:0".into(),
+        "-f".into(),
+        vcl_path.into(),
+        "-p".into(),
+        format!("cores={cores}"),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// A VCL text written to a unique file under `std::env::temp_dir()`, removed on drop.
+pub struct VclFile {
+    path: std::path::PathBuf,
+}
+
+impl VclFile {
+    pub fn new(text: &str) -> VclFile {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "ringcache-test-{}-{}-{nanos}.vcl",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("write VCL file {}: {e}", path.display()));
+        VclFile { path }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().expect("temp path is UTF-8")
+    }
+}
+
+impl Drop for VclFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A VCL backend declaration for a 127.0.0.1 address:
+/// `backend NAME { .host = "127.0.0.1"; .port = "PORT"; }`.
+pub fn vcl_backend(name: &str, addr: SocketAddr) -> String {
+    format!(
+        "backend {name} {{ .host = \"{}\"; .port = \"{}\"; }}",
+        addr.ip(),
+        addr.port()
+    )
 }
 
 fn spawn_child(args: &[&str]) -> (Child, Arc<LogBuf>, Arc<LogBuf>) {
@@ -386,6 +449,23 @@ impl Server {
         Self::start(&refs)
     }
 
+    /// Starts ringcache serving with the VCL `vcl_text`:
+    /// `-a 127.0.0.1:0 -f <temp file> -p cores=<n> <extra...>`. The file lives (and is removed)
+    /// with the returned server.
+    pub fn with_vcl(vcl_text: &str, cores: usize, extra: &[&str]) -> Server {
+        let file = VclFile::new(vcl_text);
+        let args = vcl_args(file.path_str(), cores, extra);
+        let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let mut s = Self::start(&refs);
+        s.vcl_file = Some(file);
+        s
+    }
+
+    /// The VCL file this server was started with ([`Server::with_vcl`]).
+    pub fn vcl_path(&self) -> Option<&std::path::Path> {
+        self.vcl_file.as_ref().map(|f| f.path())
+    }
+
     pub fn try_start(args: &[&str]) -> Result<Server, String> {
         let (mut child, stderr, stdout) = spawn_child(args);
         let is_ready = |t: &str| t.lines().any(|l| l.contains("ringcache: ready ("));
@@ -426,6 +506,7 @@ impl Server {
             addrs,
             stderr,
             stdout,
+            vcl_file: None,
         })
     }
 
