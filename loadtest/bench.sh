@@ -30,7 +30,10 @@
 # Besides the summary (medians, min-max), the report gives ratios taken inside each round (A B C
 # back to back), which resist the box's drift between states better than ratios of medians.
 #
-# Env knobs: RUNS (3), DURATION (10s), CONNS (64), SIZES ("1024 65536"), SKIP_RINGCACHE=1,
+# "ringcache-vcl" is the same binary serving loadtest/routing.vcl instead of -b: its ratio to
+# "ringcache" is the cost of a 30-line routing VCL on the hit path.
+#
+# Env knobs: RUNS (3), DURATION (10s), CONNS (64), SIZES ("1024 65536"), SKIP_RINGCACHE=1, SKIP_VCL=1,
 # SKIP_VARNISH=1, SKIP_RESPONDER=1, SKIP_BUILD=1, SERVER_CPU (1), CLIENT_CPU (0),
 # NOISE_MAX (15), RETRIES (2), QUIET_WAIT (120), RINGCACHE_ARGS (extra arguments for ringcache),
 # CARGO_TARGET_DIR, OUT_DIR (loadtest/out).
@@ -43,6 +46,7 @@ SIZES=${SIZES:-"1024 65536"}
 SKIP_RINGCACHE=${SKIP_RINGCACHE:-0}
 SKIP_VARNISH=${SKIP_VARNISH:-0}
 SKIP_RESPONDER=${SKIP_RESPONDER:-0}
+SKIP_VCL=${SKIP_VCL:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
@@ -224,6 +228,14 @@ start_server() {
         taskset -c "$SERVER_CPU" "$RINGCACHE_BIN" -a "127.0.0.1:$SRV_PORT" -b "127.0.0.1:$oport" \
             -p cores=1 -s 256m $RINGCACHE_ARGS >"$WORK/$name.log" 2>&1 &
         ;;
+    ringcache-vcl)
+        # The same binary serving loadtest/routing.vcl (30 lines: host/URL regex routing between
+        # two backends, header normalisation), both backends on this origin.
+        sed "s/@PORT@/$oport/g" "$ROOT/loadtest/routing.vcl" >"$WORK/routing-$oport.vcl"
+        # shellcheck disable=SC2086 # RINGCACHE_ARGS is a word list on purpose
+        taskset -c "$SERVER_CPU" "$RINGCACHE_BIN" -a "127.0.0.1:$SRV_PORT" -f "$WORK/routing-$oport.vcl" \
+            -p cores=1 -s 256m $RINGCACHE_ARGS >"$WORK/$name.log" 2>&1 &
+        ;;
     varnish)
         # Private workdir per instance; default jail (root starts it, workers run as vcache).
         taskset -c "$SERVER_CPU" varnishd -F -n "$WORK/varnish-$SRV_PORT" -a "127.0.0.1:$SRV_PORT" \
@@ -374,6 +386,7 @@ print("%.1f %.1f %.0f %.1f" % (srv * 1e6 / tck / max(reqs, 1), wrk * 1e6 / max(r
 # ---------------------------------------------------------------------------------------------
 SERVERS=()
 [[ $SKIP_RINGCACHE == 1 ]] || SERVERS+=(ringcache)
+[[ $SKIP_RINGCACHE == 1 || $SKIP_VCL == 1 ]] || SERVERS+=(ringcache-vcl)
 [[ $SKIP_VARNISH == 1 ]] || SERVERS+=(varnish)
 [[ $SKIP_RESPONDER == 1 ]] || SERVERS+=(responder)
 ((${#SERVERS[@]})) || die "nothing to measure (all SKIP_*=1)"
@@ -489,6 +502,13 @@ def paired(a, b, size, i):
     if (a, size) in aborted or (b, size) in aborted or not v:
         return "n/a"
     return "%.2f (%.2f–%.2f, %d)" % (st.median(v), min(v), max(v), len(v))
+print("\n## Routing VCL against -b, within each round (median, min–max, rounds)\n")
+print("| body | ringcache-vcl/ringcache req/s | ringcache-vcl/ringcache µs/req | ringcache-vcl/varnish req/s |")
+print("|---|---|---|---|")
+for size in dict.fromkeys(r[1] for r in rows):
+    print("| %s | %s | %s | %s |" % (kib(size),
+        paired("ringcache-vcl", "ringcache", size, 3), paired("ringcache-vcl", "ringcache", size, 6),
+        paired("ringcache-vcl", "varnish", size, 3)))
 print("\n## Ratios within each round (median, min–max, rounds)\n")
 print("| body | ringcache/varnish req/s | ringcache/varnish µs/req | ringcache/responder req/s | ringcache/responder µs/req | varnish/responder req/s |")
 print("|---|---|---|---|---|---|")

@@ -217,6 +217,16 @@ impl CacheKey {
         }
     }
 
+    /// A key from parts already joined as [`CacheKey::from_parts`] lays them out (each part
+    /// followed by a NUL byte); takes the buffer without copying.
+    pub fn from_joined(buf: Vec<u8>) -> CacheKey {
+        let hash = key_hasher().hash_one(&buf[..]);
+        CacheKey {
+            hash,
+            bytes: Bytes::from(buf),
+        }
+    }
+
     /// The shard that owns this key.
     pub fn owner(&self, shards: usize) -> usize {
         debug_assert!(shards > 0);

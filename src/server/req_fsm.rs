@@ -251,6 +251,8 @@ impl<'s> Task<'s> {
         self.ctx.obj = None;
         self.ctx.resp = None;
         self.ctx.hash.clear();
+        // One allocation for the key's bytes, which become the key itself.
+        self.ctx.hash.buf.reserve(128);
         match self.call(Sub::Recv) {
             Ok(Outcome::Hash) | Ok(Outcome::Lookup) => Step::Lookup { purge: false },
             Ok(Outcome::Pass { .. }) => Step::Pass,
@@ -282,7 +284,7 @@ impl<'s> Task<'s> {
             Ok(Outcome::Lookup) => {}
             other => return Self::common(other).into(),
         }
-        let key = self.ctx.hash.key();
+        let key = self.ctx.hash.take_key();
         let shard = self.shard;
         if purge {
             let n = shard.purge(&key).await;

@@ -288,6 +288,12 @@ impl HashCtx {
             .take(n)
     }
 
+    /// The cache key, taking the buffer (no copy); the context is left empty.
+    pub fn take_key(&mut self) -> crate::cache::object::CacheKey {
+        self.parts = 0;
+        crate::cache::object::CacheKey::from_joined(std::mem::take(&mut self.buf))
+    }
+
     pub fn key(&self) -> crate::cache::object::CacheKey {
         let parts: Vec<&[u8]> = self.parts().collect();
         crate::cache::object::CacheKey::from_parts(&parts)

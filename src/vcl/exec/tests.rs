@@ -831,3 +831,15 @@ fn deep_blocks_and_expressions_fit_a_small_stack() {
             .unwrap();
     });
 }
+
+#[test]
+fn taken_hash_key_equals_the_parts_key() {
+    let mut h = HashCtx::default();
+    h.add(b"/a");
+    h.add(b"example.com");
+    let want = crate::cache::object::CacheKey::from_parts(&[b"/a", b"example.com"]);
+    assert_eq!(h.key(), want);
+    assert_eq!(h.take_key(), want);
+    assert_eq!(h.parts().count(), 0);
+    assert!(h.buf.is_empty());
+}
