@@ -31,6 +31,9 @@ shard_tests!(
     backend_retry_and_rewrite,
     vcl_failure,
     x_cache_from_obj_hits,
+    seed_grace_legacy_fetch,
+    log_and_error_events,
+    loadtest_routing_vcl,
 );
 
 /// An origin answering 200 with `"<name> <url>"` and echoing nothing else.
@@ -1137,4 +1140,159 @@ sub vcl_deliver {{
     let r = get(addr, "/y", &[]);
     assert_eq!(r.header("X-Cache"), Some("MISS"));
     assert_eq!(o.request_count(), 2);
+}
+
+// Goal: the seed's Varnish 4.0 grace vcl_hit loads unchanged (its `return (fetch)` warned about
+// and meaning miss) and runs: with a healthy backend an expired object is fetched again at once
+// instead of being delivered stale, which is what the builtin VCL would do.
+// Method: the seed file verbatim but for the backend port; max-age=1 with 10 s of grace; after
+// 1.5 s the next request must get the new body synchronously.
+fn seed_grace_legacy_fetch(cores: usize) {
+    let o = Origin::start(|_, i| Reply::ok(format!("v{i}")).cc("max-age=1"));
+    let seed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/vcl_corpus/good/seed002_g_grace_hit.vcl"),
+    )
+    .expect("seed file");
+    let vcl = seed.replace(
+        ".port = \"8080\";",
+        &format!(".port = \"{}\";", o.addr().port()),
+    );
+    assert_ne!(vcl, seed, "the seed's backend line changed");
+    let s = Server::with_vcl(&vcl, cores, &["-p", "default_grace=10"]);
+    assert!(
+        s.stderr_text()
+            .contains("return (fetch) in vcl_hit is Varnish 4.0 syntax"),
+        "deprecation warning expected:\n{}",
+        s.stderr_text()
+    );
+    assert_eq!(get(s.addr(), "/g", &[]).body_str(), "v0");
+    assert!(get(s.addr(), "/g", &[]).is_hit());
+    sleep(Duration::from_millis(1500));
+    // Healthy backend, expired object: the seed says fetch (miss), not deliver.
+    assert_eq!(get(s.addr(), "/g", &[]).body_str(), "v1");
+    assert_eq!(o.request_count(), 2);
+    let r = get(s.addr(), "/g", &[]);
+    assert_eq!(r.body_str(), "v1");
+    assert!(r.is_hit(), "{}", r.summary());
+}
+
+// Goal: std.log lines and VCL failures are structured events on stderr that name the request.
+fn log_and_error_events(cores: usize) {
+    let o = named_origin("o");
+    let vcl = format!(
+        r#"vcl 4.1;
+import std;
+{}
+sub vcl_recv {{
+    std.log("recv url=" + req.url);
+    if (req.url == "/boom") {{
+        return (fail("exploded on purpose"));
+    }}
+}}
+"#,
+        vcl_backend("b1", o.addr())
+    );
+    let s = Server::with_vcl(&vcl, cores, &[]);
+    let r = get(s.addr(), "/fine", &[]);
+    assert_eq!(r.status, 200);
+    let xid = r
+        .header("X-Varnish")
+        .and_then(|v| v.split_whitespace().next())
+        .expect("X-Varnish")
+        .to_string();
+    assert!(
+        s.wait_for_log(&format!("VCL_Log {xid} recv url=/fine"), IO_TIMEOUT),
+        "{}",
+        s.stderr_text()
+    );
+    let r = get(s.addr(), "/boom", &[]);
+    assert_eq!((r.status, r.reason.as_str()), (503, "VCL failed"));
+    assert!(
+        s.wait_for_log("vcl_recv: return (fail): exploded on purpose", IO_TIMEOUT),
+        "{}",
+        s.stderr_text()
+    );
+    assert!(s.stderr_text().lines().any(|l| l.starts_with("VCL_Error ")));
+}
+
+// Goal: the load test's routing VCL (loadtest/routing.vcl) serves hits and normalises as it
+// says, so the benchmark measures what it claims.
+fn loadtest_routing_vcl(cores: usize) {
+    let o = Origin::start(|req, _| {
+        Reply::ok(format!("{} {}", req.url, req.header("host").unwrap_or("-"))).cc("max-age=60")
+    });
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("loadtest/routing.vcl"),
+    )
+    .expect("routing.vcl");
+    let vcl = text.replace("@PORT@", &o.addr().port().to_string());
+    let s = Server::with_vcl(&vcl, cores, &[]);
+    let host = format!("WWW.Example.COM:{}", s.addr().port());
+    let r = get(s.addr(), "/obj?utm_source=x&id=1", &[("Host", &host)]);
+    assert_eq!(r.body_str(), "/obj?id=1 www.example.com");
+    let r = get(
+        s.addr(),
+        "/obj?id=1&gclid=abc",
+        &[("Host", "www.example.com")],
+    );
+    assert!(r.is_hit(), "{}", r.summary());
+    assert_eq!(o.request_count(), 1);
+}
+
+// Goal: every VCL of the compile corpus (the seeds', the users-guide examples, ringcache's own)
+// also boots a server: vcl_init runs, backends are prepared. Non-loopback backend hosts are
+// rewritten to 127.0.0.1 so nothing (a future probe) could ever leave the machine.
+#[test]
+fn corpus_boots() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vcl_corpus/good");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "vcl"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30, "{}", files.len());
+    let mut booted = 0;
+    let mut checked = 0;
+    for f in &files {
+        // The corpus holds a few files varnishd accepts that ringcache refuses on purpose
+        // (tests/v_check.rs lists them); whatever `-C` accepts must also boot.
+        let compiles = std::process::Command::new(env!("CARGO_BIN_EXE_ringcache"))
+            .args(["-C", "-f"])
+            .arg(f)
+            .output()
+            .expect("run -C")
+            .status
+            .success();
+        if !compiles {
+            continue;
+        }
+        checked += 1;
+        let text = std::fs::read(f).expect("read");
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let s = if text.contains("192.168.") {
+            let mut t = text.clone();
+            for a in 0..=255 {
+                for b in [0, 1, 2] {
+                    t = t.replace(
+                        &format!(".host = \"192.168.{b}.{a}\""),
+                        ".host = \"127.0.0.1\"",
+                    );
+                }
+            }
+            assert!(!t.contains(".host = \"192.168."), "{}", f.display());
+            Server::try_start_vcl_text(&t, 1)
+        } else {
+            let args = vcl_args(f.to_str().expect("utf-8 path"), 1, &[]);
+            let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+            Server::try_start(&refs)
+        };
+        match s {
+            Ok(_) => booted += 1,
+            Err(e) => panic!("{} did not boot: {e}", f.display()),
+        }
+    }
+    assert_eq!(booted, checked);
+    assert!(checked >= 30, "only {checked} corpus files compile");
 }

@@ -100,6 +100,29 @@ impl Headers {
         }
     }
 
+    /// Like [`Headers::set`] for a name known only at run time: if a field called `name`
+    /// exists, the first one gets `value` in place and later ones are removed (true); otherwise
+    /// nothing changes (false) and the caller appends with the spelling it wants.
+    pub fn replace(&mut self, name: &str, value: Bytes) -> bool {
+        let Some(i) = self
+            .fields
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
+        else {
+            return false;
+        };
+        self.fields[i].value = value;
+        let mut j = i + 1;
+        while j < self.fields.len() {
+            if self.fields[j].name.eq_ignore_ascii_case(name.as_bytes()) {
+                self.fields.remove(j);
+            } else {
+                j += 1;
+            }
+        }
+        true
+    }
+
     /// Removes every field called `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
         let before = self.fields.len();

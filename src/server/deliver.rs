@@ -108,7 +108,8 @@ fn bodyless(status: u16) -> bool {
 }
 
 /// Writes a cached object (hit, fresh miss, error object) from its pre-built head, with
-/// `X-Varnish` (and the object's xid on hits), `Age` and framing.
+/// `X-Varnish` (and the object's xid on hits), `Age` (at `now`) and framing.
+#[allow(clippy::too_many_arguments)]
 pub async fn write_obj(
     shard: &Shard,
     stream: &mut TcpStream,
@@ -117,8 +118,8 @@ pub async fn write_obj(
     obj: &Object,
     xid: u64,
     hit: bool,
+    now: f64,
 ) -> Next {
-    let now = unix_now();
     let mut head = Vec::with_capacity(obj.head.len() + 160);
     let cond = not_modified(req_headers, obj.status, &obj.headers);
     if cond {

@@ -233,8 +233,9 @@ impl<'s> Task<'s> {
         }
     }
 
+    /// Runs a client-side method. `now` is read once per request and again after each wait
+    /// (lookup, fetch, purge), not per call: a hit costs one clock read in VCL.
     fn call(&mut self, m: Sub) -> Result<Outcome, ()> {
-        self.ctx.now = unix_now();
         call_vcl(self.shard, &mut self.ctx, m, self.xid).map_err(drop)
     }
 
@@ -288,6 +289,7 @@ impl<'s> Task<'s> {
         let shard = self.shard;
         if purge {
             let n = shard.purge(&key).await;
+            self.ctx.now = unix_now();
             let c = shard.counters();
             c.inc(C::n_purges);
             c.add(C::n_obj_purged, n as u64);
@@ -301,6 +303,7 @@ impl<'s> Task<'s> {
             let req = self.req();
             shard.lookup(&key, &req.headers, req.grace).await
         };
+        self.ctx.now = unix_now();
         let c = shard.counters();
         match reply {
             Reply::Hit(obj, hits) => {
@@ -419,6 +422,7 @@ impl<'s> Task<'s> {
             };
             fetch_fsm::run(self.shard, r, mode).await
         };
+        self.ctx.now = unix_now();
         self.fetched(stream, outcome).await
     }
 
@@ -442,6 +446,7 @@ impl<'s> Task<'s> {
             };
             fetch_fsm::run(self.shard, r, FetchMode::Pass).await
         };
+        self.ctx.now = unix_now();
         self.fetched(stream, outcome).await
     }
 
@@ -511,6 +516,7 @@ impl<'s> Task<'s> {
                 Ok(Outcome::Deliver) => {
                     let ci = self.client();
                     let req_headers = &self.req().headers;
+                    let now = self.ctx.now;
                     done(
                         deliver::write_obj(
                             self.shard,
@@ -520,6 +526,7 @@ impl<'s> Task<'s> {
                             &obj,
                             self.xid,
                             hit,
+                            now,
                         )
                         .await,
                     )

@@ -591,21 +591,8 @@ fn standard_reason(status: u16) -> Bytes {
 }
 
 fn set_header(h: &mut Headers, name: &str, value: Bytes) {
-    if h.contains(name) {
-        let mut out = Headers::with_capacity(h.len());
-        let mut done = false;
-        for f in h.iter() {
-            if f.name.eq_ignore_ascii_case(name.as_bytes()) {
-                if !done {
-                    out.append(f.name.clone(), value.clone());
-                    done = true;
-                }
-            } else {
-                out.append(f.name.clone(), f.value.clone());
-            }
-        }
-        *h = out;
-    } else {
+    // In place: a header write on the hit path (Host normalisation) costs no list rebuild.
+    if !h.replace(name, value.clone()) {
         h.append(Bytes::from(canonical_name(name)), value);
     }
 }
@@ -1391,7 +1378,7 @@ impl<'p> Machine<'p> {
             },
             "lower" | "upper" => {
                 let up = name == "upper";
-                Value::Str(self.to_str(v)?.map(|b| Cow::Owned(change_case(&b, up))))
+                Value::Str(self.to_str(v)?.map(|b| change_case(b, up)))
             }
             other => return Err(format!(".{other}() is not supported by ringcache")),
         })
@@ -1438,7 +1425,7 @@ impl<'p> Machine<'p> {
             }
             "std.tolower" | "std.toupper" => {
                 let up = func.name == "std.toupper";
-                Value::Str(str_arg(0)?.map(|b| Cow::Owned(change_case(&b, up))))
+                Value::Str(str_arg(0)?.map(|b| change_case(b, up)))
             }
             "std.healthy" => match arg(0)? {
                 Some(Value::Backend(Some(b))) => Value::Bool(ctx.env.healthy(b, ctx.now)),
@@ -1759,12 +1746,23 @@ fn canon(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn change_case(b: &[u8], up: bool) -> Vec<u8> {
-    if up {
+/// `std.toupper`/`std.tolower`: a string already in that case is returned as is (no copy).
+fn change_case(b: Cow<'_, [u8]>, up: bool) -> Cow<'_, [u8]> {
+    let changes = |c: &u8| {
+        if up {
+            c.is_ascii_lowercase()
+        } else {
+            c.is_ascii_uppercase()
+        }
+    };
+    if !b.iter().any(changes) {
+        return b;
+    }
+    Cow::Owned(if up {
         b.to_ascii_uppercase()
     } else {
         b.to_ascii_lowercase()
-    }
+    })
 }
 
 /// Varnish's `regsub`/`regsuball`: `\0`..`\9` insert a group (empty when it did not take part),
@@ -1777,31 +1775,31 @@ fn regsub<'a>(
 ) -> Cow<'a, [u8]> {
     let mut out: Option<Vec<u8>> = None;
     let mut last = 0;
-    for caps in re.captures_iter(&subject) {
-        let Some(m) = caps.get(0) else { break };
-        let o = out.get_or_insert_with(|| Vec::with_capacity(subject.len() + sub.len()));
-        o.extend_from_slice(&subject[last..m.start()]);
-        let mut i = 0;
-        while i < sub.len() {
-            let c = sub[i];
-            if c == b'\\' && i + 1 < sub.len() {
-                let n = sub[i + 1];
-                if n.is_ascii_digit() {
-                    if let Some(g) = caps.get((n - b'0') as usize) {
-                        o.extend_from_slice(g.as_bytes());
-                    }
-                } else {
-                    o.push(n);
-                }
-                i += 2;
-            } else {
-                o.push(c);
-                i += 1;
+    // Group references need the (slower) capturing engine; plain replacements only need the
+    // match bounds, which the regex crate finds with its DFA.
+    let groups = sub
+        .windows(2)
+        .any(|w| w[0] == b'\\' && w[1].is_ascii_digit());
+    if groups {
+        for caps in re.captures_iter(&subject) {
+            let Some(m) = caps.get(0) else { break };
+            let o = out.get_or_insert_with(|| Vec::with_capacity(subject.len() + sub.len()));
+            o.extend_from_slice(&subject[last..m.start()]);
+            expand_sub(o, sub, |n| caps.get(n).map(|g| g.as_bytes()));
+            last = m.end();
+            if !all {
+                break;
             }
         }
-        last = m.end();
-        if !all {
-            break;
+    } else {
+        for m in re.find_iter(&subject) {
+            let o = out.get_or_insert_with(|| Vec::with_capacity(subject.len() + sub.len()));
+            o.extend_from_slice(&subject[last..m.start()]);
+            expand_sub(o, sub, |_| None);
+            last = m.end();
+            if !all {
+                break;
+            }
         }
     }
     match out {
@@ -1809,6 +1807,29 @@ fn regsub<'a>(
         Some(mut o) => {
             o.extend_from_slice(&subject[last..]);
             Cow::Owned(o)
+        }
+    }
+}
+
+/// Appends the replacement text: `\0`..`\9` insert `group(n)` (nothing when it did not take
+/// part), `\` before any other character makes it literal, a trailing `\` is kept.
+fn expand_sub<'g>(o: &mut Vec<u8>, sub: &[u8], group: impl Fn(usize) -> Option<&'g [u8]>) {
+    let mut i = 0;
+    while i < sub.len() {
+        let c = sub[i];
+        if c == b'\\' && i + 1 < sub.len() {
+            let n = sub[i + 1];
+            if n.is_ascii_digit() {
+                if let Some(g) = group((n - b'0') as usize) {
+                    o.extend_from_slice(g);
+                }
+            } else {
+                o.push(n);
+            }
+            i += 2;
+        } else {
+            o.push(c);
+            i += 1;
         }
     }
 }

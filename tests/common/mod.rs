@@ -452,6 +452,16 @@ impl Server {
     /// Starts ringcache serving with the VCL `vcl_text`:
     /// `-a 127.0.0.1:0 -f <temp file> -p cores=<n> <extra...>`. The file lives (and is removed)
     /// with the returned server.
+    /// Like [`Server::with_vcl`], returning the startup failure instead of panicking.
+    pub fn try_start_vcl_text(vcl_text: &str, cores: usize) -> Result<Server, String> {
+        let file = VclFile::new(vcl_text);
+        let args = vcl_args(file.path_str(), cores, &[]);
+        let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let mut s = Self::try_start(&refs)?;
+        s.vcl_file = Some(file);
+        Ok(s)
+    }
+
     pub fn with_vcl(vcl_text: &str, cores: usize, extra: &[&str]) -> Server {
         let file = VclFile::new(vcl_text);
         let args = vcl_args(file.path_str(), cores, extra);

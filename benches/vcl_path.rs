@@ -1,0 +1,131 @@
+//! Micro-benchmark of the VCL work on a cache hit, without sockets: `vcl_recv`, `vcl_hash`,
+//! `vcl_hit` and `vcl_deliver` for the VCL `-b` generates (the built-in VCL alone) and for the
+//! load test's 30-line routing VCL (`loadtest/routing.vcl`).
+//!
+//! Why: the load test compares the two servers end to end through the kernel and wrk, where the
+//! VCL's share is a few percent and noisy; this isolates it as ns/op so a change to the
+//! interpreter shows up directly. `cargo bench --bench vcl_path` runs it; under `cargo test`
+//! it runs a few iterations only, as a smoke test.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use ringcache::cache::{ObjKind, Object};
+use ringcache::cli::Backend;
+use ringcache::http::request::{parse_request, Limits};
+use ringcache::http::Headers;
+use ringcache::vcl::exec::{run, Ctx, ObjView, Outcome, ReqCtx};
+use ringcache::vcl::program::Method;
+use ringcache::vcl::{compile, parse_str, CompileOptions, LoadedVcl};
+
+const REQUEST: &[u8] =
+    b"GET /obj HTTP/1.1\r\nHost: 127.0.0.1:6081\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
+
+fn object() -> Arc<Object> {
+    let mut headers = Headers::new();
+    headers.append("Content-Type", "application/octet-stream");
+    headers.append("Cache-Control", "max-age=3600");
+    Arc::new(Object {
+        xid: 7,
+        kind: ObjKind::Normal,
+        status: 200,
+        reason: Bytes::from_static(b"OK"),
+        head: Object::build_head(200, b"OK", &headers),
+        headers,
+        body: Bytes::from(vec![b'x'; 1024]),
+        t_origin: 1_000.0,
+        ttl: 3600.0,
+        grace: 10.0,
+        keep: 0.0,
+        vary: None,
+    })
+}
+
+fn routing() -> LoadedVcl {
+    let text = include_str!("../loadtest/routing.vcl").replace("@PORT@", "8080");
+    let (mut map, parsed) = parse_str("routing.vcl", &text);
+    let vcl = parsed.expect("routing.vcl parses");
+    let p = compile(&mut map, &vcl, &CompileOptions::default()).expect("routing.vcl compiles");
+    LoadedVcl::prepare(p).expect("routing.vcl loads")
+}
+
+/// ns per request for recv + hash (key taken) + hit + deliver; with `vcl` `None`, the same
+/// request preparation and key without any VCL (the baseline the VCL's cost is read against).
+fn measure(vcl: Option<&LoadedVcl>, iterations: u64) -> f64 {
+    let limits = Limits::default();
+    let obj = object();
+    let mut buf = BytesMut::with_capacity(4096);
+    let start = Instant::now();
+    for _ in 0..iterations {
+        buf.extend_from_slice(REQUEST);
+        let head = match parse_request(&mut buf, &limits) {
+            Ok(Some(r)) => r,
+            other => panic!("request did not parse: {:?}", other.err()),
+        };
+        let mut ctx = Ctx::new(1_500.0);
+        ctx.req = Some(ReqCtx {
+            method: head.method_raw,
+            url: head.url,
+            proto: Bytes::from_static(b"HTTP/1.1"),
+            headers: head.headers,
+            backend_hint: vcl.and_then(|v| v.default_backend()),
+            ..ReqCtx::default()
+        });
+        ctx.hash.buf.reserve(128);
+        let Some(vcl) = vcl else {
+            if let Some(req) = &ctx.req {
+                let (url, host) = (req.url.clone(), req.headers.get("host").cloned());
+                ctx.hash.add(&url);
+                ctx.hash.add(host.as_deref().unwrap_or_default());
+            }
+            std::hint::black_box(ctx.hash.take_key());
+            continue;
+        };
+        let p = &vcl.program;
+        assert_eq!(run(p, Method::Recv, &mut ctx), Ok(Outcome::Hash));
+        assert_eq!(run(p, Method::Hash, &mut ctx), Ok(Outcome::Lookup));
+        let key = ctx.hash.take_key();
+        std::hint::black_box(&key);
+        ctx.obj = Some(ObjView {
+            obj: obj.clone(),
+            hits: 1,
+        });
+        assert_eq!(run(p, Method::Hit, &mut ctx), Ok(Outcome::Deliver));
+        assert_eq!(run(p, Method::Deliver, &mut ctx), Ok(Outcome::Deliver));
+    }
+    start.elapsed().as_nanos() as f64 / iterations as f64
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let iterations: u64 = if full { 1_000_000 } else { 1_000 };
+    let b = LoadedVcl::for_backend(&Backend {
+        addr: "127.0.0.1:8080".parse().expect("addr"),
+        host_header: "127.0.0.1:8080".into(),
+    })
+    .expect("-b VCL");
+    let r = routing();
+    // Alternate to share the machine's drift.
+    let (mut n0, mut nb, mut nr) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        n0.push(measure(None, iterations));
+        nb.push(measure(Some(&b), iterations));
+        nr.push(measure(Some(&r), iterations));
+    }
+    for v in [&mut n0, &mut nb, &mut nr] {
+        v.sort_by(f64::total_cmp);
+    }
+    if full {
+        println!(
+            "vcl_path: {} iterations x3, median ns/op: no VCL (parse, context, key) {:.0}; \
+             -b (built-in VCL) {:.0} (VCL {:.0}); routing.vcl {:.0} (VCL {:.0})",
+            iterations,
+            n0[1],
+            nb[1],
+            nb[1] - n0[1],
+            nr[1],
+            nr[1] - n0[1]
+        );
+    }
+}
