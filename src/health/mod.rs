@@ -48,13 +48,18 @@ impl Board {
     }
 }
 
-/// Starts the poller thread on its own monoio runtime, pinned to `core` if given.
+/// How long boot waits for the poller's runtime to come up.
+const POLLER_START: Duration = Duration::from_secs(10);
+
+/// Starts the poller thread on its own monoio runtime, pinned to `core` if given, and returns
+/// once its runtime runs (so "ready" means every thread of the topology is up).
 pub fn spawn_poller(
     core: Option<core_affinity::CoreId>,
     _board: Arc<Board>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
+    let (up_tx, up_rx) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
         .name("ringcache-poller".into())
         .spawn(move || {
             if let Some(c) = core {
@@ -62,6 +67,7 @@ pub fn spawn_poller(
             }
             // The same engine choice as the shards: io_uring, else epoll.
             let r = crate::server::run_runtime(256, move |_engine| async move {
+                let _ = up_tx.send(());
                 // Probe timers live here once backends have probes.
                 while !stop.load(Ordering::Relaxed) {
                     monoio::time::sleep(Duration::from_millis(100)).await;
@@ -70,7 +76,13 @@ pub fn spawn_poller(
             if let Err(e) = r {
                 eprintln!("ringcache: poller runtime failed to start: {e}");
             }
-        })
+        })?;
+    match up_rx.recv_timeout(POLLER_START) {
+        Ok(()) => Ok(handle),
+        Err(_) => Err(std::io::Error::other(
+            "the poller's runtime did not start in time",
+        )),
+    }
 }
 
 #[cfg(test)]
