@@ -79,37 +79,22 @@ impl Headers {
 
     /// Replaces every field called `name` with one field (placed where the first one was).
     pub fn set(&mut self, name: &'static str, value: impl Into<Bytes>) {
-        let value = value.into();
-        match self
-            .fields
-            .iter()
-            .position(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
-        {
-            Some(i) => {
-                self.fields[i].value = value;
-                let mut j = i + 1;
-                while j < self.fields.len() {
-                    if self.fields[j].name.eq_ignore_ascii_case(name.as_bytes()) {
-                        self.fields.remove(j);
-                    } else {
-                        j += 1;
-                    }
-                }
-            }
-            None => self.append(Bytes::from_static(name.as_bytes()), value),
+        if let Some(value) = self.replace(name, value.into()) {
+            self.append(Bytes::from_static(name.as_bytes()), value);
         }
     }
 
-    /// Like [`Headers::set`] for a name known only at run time: if a field called `name`
-    /// exists, the first one gets `value` in place and later ones are removed (true); otherwise
-    /// nothing changes (false) and the caller appends with the spelling it wants.
-    pub fn replace(&mut self, name: &str, value: Bytes) -> bool {
+    /// [`Headers::set`] for a name known only at run time: if a field called `name` exists,
+    /// the first one gets `value` in place and later ones are removed (`None`); otherwise
+    /// nothing changes and `value` comes back, for the caller to append with the spelling it
+    /// wants.
+    pub fn replace(&mut self, name: &str, value: Bytes) -> Option<Bytes> {
         let Some(i) = self
             .fields
             .iter()
             .position(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
         else {
-            return false;
+            return Some(value);
         };
         self.fields[i].value = value;
         let mut j = i + 1;
@@ -120,7 +105,7 @@ impl Headers {
                 j += 1;
             }
         }
-        true
+        None
     }
 
     /// Removes every field called `name`; returns how many were removed.

@@ -147,45 +147,28 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                         let (beresp, t_origin, reuse_body) =
                             beresp_of(shard, &f, kept.as_deref(), id, bereq.uncacheable, now);
                         ctx.beresp = Some(beresp);
-                        match call_vcl(shard, &mut ctx, Sub::BackendResponse, xid) {
-                            Ok(Outcome::Deliver) => {
-                                return finish(
-                                    shard,
-                                    &mut ctx,
-                                    r.req_headers,
-                                    f,
-                                    addr,
-                                    FinishHow {
-                                        t_origin,
-                                        reuse_body,
-                                        hit_for_pass: None,
-                                        mode,
-                                        xid,
-                                    },
-                                )
-                                .await
-                            }
-                            Ok(Outcome::Pass { ttl }) => {
-                                return finish(
-                                    shard,
-                                    &mut ctx,
-                                    r.req_headers,
-                                    f,
-                                    addr,
-                                    FinishHow {
-                                        t_origin,
-                                        reuse_body,
-                                        hit_for_pass: Some(ttl),
-                                        mode,
-                                        xid,
-                                    },
-                                )
-                                .await
-                            }
-                            Ok(Outcome::Retry) => St::Retry { from_error: false },
-                            Ok(Outcome::Error { status, reason }) => St::Error(status, reason),
-                            _ => return fail(shard, mode, xid),
-                        }
+                        let hit_for_pass =
+                            match call_vcl(shard, &mut ctx, Sub::BackendResponse, xid) {
+                                Ok(Outcome::Deliver) => None,
+                                Ok(Outcome::Pass { ttl }) => Some(ttl),
+                                Ok(Outcome::Retry) => {
+                                    st = St::Retry { from_error: false };
+                                    continue;
+                                }
+                                Ok(Outcome::Error { status, reason }) => {
+                                    st = St::Error(status, reason);
+                                    continue;
+                                }
+                                _ => return fail(shard, mode, xid),
+                            };
+                        let how = FinishHow {
+                            t_origin,
+                            reuse_body,
+                            hit_for_pass,
+                            mode,
+                            xid,
+                        };
+                        return finish(shard, &mut ctx, r.req_headers, f, addr, how).await;
                     }
                 }
             }

@@ -210,24 +210,15 @@ async fn send_parse_error(shard: &Shard, conn: &mut Conn, e: &ParseError) {
 /// after it, then tunnels until both sides are done.
 async fn run_pipe(shard: &Shard, mut conn: Conn, p: PipeRequest, xid: u64) {
     let connected = monoio::time::timeout(p.connect_timeout, TcpStream::connect_addr(p.addr)).await;
-    let mut backend = match connected {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            eprintln!("FetchError {xid} pipe: connect to {} failed: {e}", p.addr);
-            shard.counters().inc(C::backend_fail);
-            let _ = deliver::send_plain(
-                shard,
-                &mut conn.stream,
-                503,
-                "Backend fetch failed",
-                xid,
-                false,
-            )
-            .await;
-            return;
-        }
-        Err(_) => {
-            eprintln!("FetchError {xid} pipe: connect to {} timed out", p.addr);
+    let why = match connected {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(format!("failed: {e}")),
+        Err(_) => Err("timed out".to_string()),
+    };
+    let mut backend = match why {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("FetchError {xid} pipe: connect to {} {why}", p.addr);
             shard.counters().inc(C::backend_fail);
             let _ = deliver::send_plain(
                 shard,

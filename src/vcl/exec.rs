@@ -592,7 +592,7 @@ fn standard_reason(status: u16) -> Bytes {
 
 fn set_header(h: &mut Headers, name: &str, value: Bytes) {
     // In place: a header write on the hit path (Host normalisation) costs no list rebuild.
-    if !h.replace(name, value.clone()) {
+    if let Some(value) = h.replace(name, value) {
         h.append(Bytes::from(canonical_name(name)), value);
     }
 }
