@@ -6,37 +6,26 @@
 //! machine's network stack. `cargo bench --bench hit_path` runs it; under `cargo test` it runs
 //! a few iterations only, as a smoke test.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use ringcache::cache::store::{Lookup, Store, StoreLimits};
-use ringcache::cache::{CacheKey, ObjKind, Object};
+use ringcache::cache::{CacheKey, Object};
 use ringcache::http::request::{parse_request, Limits};
 use ringcache::http::{write, Headers};
 
 const REQUEST: &[u8] = b"GET /static/app.js HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: wrk\r\nAccept: */*\r\nAccept-Encoding: gzip\r\n\r\n";
 
 fn object() -> Arc<Object> {
-    let mut headers = Headers::new();
-    headers.append("Content-Type", "application/javascript");
-    headers.append("Cache-Control", "max-age=3600");
-    headers.append("Date", "Sat, 21 Nov 2026 10:00:00 GMT");
-    headers.append("Via", "1.1 ringcache (ringcache/0.1)");
-    Arc::new(Object {
-        xid: 7,
-        kind: ObjKind::Normal,
-        status: 200,
-        reason: Bytes::from_static(b"OK"),
-        head: Object::build_head(200, b"OK", &headers),
-        headers,
-        body: Bytes::from(vec![b'x'; 1024]),
-        t_origin: 1_000.0,
-        ttl: 3600.0,
-        grace: 10.0,
-        keep: 0.0,
-        vary: None,
-    })
+    common::object(&[
+        ("Content-Type", "application/javascript"),
+        ("Cache-Control", "max-age=3600"),
+        ("Date", "Sat, 21 Nov 2026 10:00:00 GMT"),
+        ("Via", "1.1 ringcache (ringcache/0.1)"),
+    ])
 }
 
 fn main() {

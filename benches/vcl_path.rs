@@ -7,14 +7,15 @@
 //! interpreter shows up directly. `cargo bench --bench vcl_path` runs it; under `cargo test`
 //! it runs a few iterations only, as a smoke test.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use ringcache::cache::{ObjKind, Object};
+use ringcache::cache::Object;
 use ringcache::cli::Backend;
 use ringcache::http::request::{parse_request, Limits};
-use ringcache::http::Headers;
 use ringcache::vcl::exec::{run, Ctx, ObjView, Outcome, ReqCtx};
 use ringcache::vcl::program::Method;
 use ringcache::vcl::{compile, parse_str, CompileOptions, LoadedVcl};
@@ -23,23 +24,10 @@ const REQUEST: &[u8] =
     b"GET /obj HTTP/1.1\r\nHost: 127.0.0.1:6081\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
 
 fn object() -> Arc<Object> {
-    let mut headers = Headers::new();
-    headers.append("Content-Type", "application/octet-stream");
-    headers.append("Cache-Control", "max-age=3600");
-    Arc::new(Object {
-        xid: 7,
-        kind: ObjKind::Normal,
-        status: 200,
-        reason: Bytes::from_static(b"OK"),
-        head: Object::build_head(200, b"OK", &headers),
-        headers,
-        body: Bytes::from(vec![b'x'; 1024]),
-        t_origin: 1_000.0,
-        ttl: 3600.0,
-        grace: 10.0,
-        keep: 0.0,
-        vary: None,
-    })
+    common::object(&[
+        ("Content-Type", "application/octet-stream"),
+        ("Cache-Control", "max-age=3600"),
+    ])
 }
 
 fn routing() -> LoadedVcl {

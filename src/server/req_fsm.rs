@@ -466,9 +466,7 @@ impl<'s> Task<'s> {
         if !self.xff_done {
             append_xff(&mut headers, self.peer);
         }
-        let mut xv = Vec::with_capacity(20);
-        write::write_u64(&mut xv, self.xid);
-        headers.append(Bytes::from_static(b"X-Varnish"), Bytes::from(xv));
+        append_number(&mut headers, "X-Varnish", self.xid, None);
         if let Some(k) = kept {
             if let Some(etag) = k.headers.get("etag") {
                 headers.append(Bytes::from_static(b"If-None-Match"), etag.clone());
@@ -535,16 +533,8 @@ impl<'s> Task<'s> {
             };
         }
         let mut headers = obj.headers.clone();
-        let mut xv = Vec::with_capacity(24);
-        write::write_u64(&mut xv, self.xid);
-        if hit {
-            xv.push(b' ');
-            write::write_u64(&mut xv, obj.xid);
-        }
-        headers.append(Bytes::from_static(b"X-Varnish"), Bytes::from(xv));
-        let mut age = Vec::with_capacity(8);
-        write::write_u64(&mut age, obj.age(unix_now()));
-        headers.append(Bytes::from_static(b"Age"), Bytes::from(age));
+        append_number(&mut headers, "X-Varnish", self.xid, hit.then_some(obj.xid));
+        append_number(&mut headers, "Age", obj.age(self.ctx.now), None);
         self.ctx.resp = Some(RespCtx {
             proto: Bytes::from_static(b"HTTP/1.1"),
             status: obj.status,
@@ -629,12 +619,8 @@ impl<'s> Task<'s> {
             };
         }
         let mut headers = s.headers;
-        let mut xv = Vec::with_capacity(20);
-        write::write_u64(&mut xv, self.xid);
-        headers.append(Bytes::from_static(b"X-Varnish"), Bytes::from(xv));
-        let mut age = Vec::with_capacity(8);
-        write::write_u64(&mut age, s.age);
-        headers.append(Bytes::from_static(b"Age"), Bytes::from(age));
+        append_number(&mut headers, "X-Varnish", self.xid, None);
+        append_number(&mut headers, "Age", s.age, None);
         self.ctx.resp = Some(RespCtx {
             proto: Bytes::from_static(b"HTTP/1.1"),
             status: s.status,
@@ -682,9 +668,7 @@ impl<'s> Task<'s> {
             Bytes::from_static(b"Server"),
             Bytes::from_static(b"ringcache"),
         );
-        let mut xv = Vec::with_capacity(20);
-        write::write_u64(&mut xv, self.xid);
-        headers.append(Bytes::from_static(b"X-Varnish"), Bytes::from(xv));
+        append_number(&mut headers, "X-Varnish", self.xid, None);
         self.ctx.obj = None;
         self.ctx.body.clear();
         self.ctx.resp = Some(RespCtx {
@@ -784,6 +768,17 @@ fn filtered_headers(req: &Headers, cache: bool) -> Headers {
         out.append(h.name.clone(), h.value.clone());
     }
     out
+}
+
+/// Appends `name: n` (or `name: n second`, the two-number `X-Varnish` of a hit).
+fn append_number(headers: &mut Headers, name: &'static str, n: u64, second: Option<u64>) {
+    let mut v = Vec::with_capacity(24);
+    write::write_u64(&mut v, n);
+    if let Some(m) = second {
+        v.push(b' ');
+        write::write_u64(&mut v, m);
+    }
+    headers.append(Bytes::from_static(name.as_bytes()), Bytes::from(v));
 }
 
 /// Appends the client address to `X-Forwarded-For` (several fields become one list).

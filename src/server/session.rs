@@ -28,8 +28,6 @@ use super::pipe;
 use super::req_fsm::{self, ConnInfo, Done, PipeRequest};
 use super::shard::Shard;
 
-pub use super::fetch_fsm::VIA;
-
 /// A client connection.
 struct Conn {
     stream: TcpStream,
