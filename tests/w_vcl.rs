@@ -34,6 +34,7 @@ shard_tests!(
     seed_grace_legacy_fetch,
     log_and_error_events,
     loadtest_routing_vcl,
+    abandon_and_backend_error,
 );
 
 /// An origin answering 200 with `"<name> <url>"` and echoing nothing else.
@@ -1295,4 +1296,39 @@ fn corpus_boots() {
     }
     assert_eq!(booted, checked);
     assert!(checked >= 30, "only {checked} corpus files compile");
+}
+
+// Goal: the backend side's other endings: `return (abandon)` gives the client a 503 and never
+// reaches the origin; `return (error(418, "Teapot"))` goes to vcl_backend_error, whose built-in
+// page carries that status and reason; the origin sees neither request.
+fn abandon_and_backend_error(cores: usize) {
+    let o = named_origin("o");
+    let vcl = format!(
+        r#"vcl 4.1;
+{}
+sub vcl_backend_fetch {{
+    if (bereq.url == "/abandon") {{
+        return (abandon);
+    }}
+    if (bereq.url == "/error") {{
+        return (error(418, "Teapot"));
+    }}
+}}
+"#,
+        vcl_backend("b1", o.addr())
+    );
+    let s = Server::with_vcl(&vcl, cores, &[]);
+    let r = get(s.addr(), "/abandon", &[]);
+    assert_eq!(r.status, 503, "{}", r.summary());
+    let r = get(s.addr(), "/error", &[]);
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (418, "Teapot"),
+        "{}",
+        r.summary()
+    );
+    assert!(r.body_str().contains("418 Teapot"), "{}", r.body_str());
+    assert_eq!(o.request_count(), 0);
+    assert_eq!(get(s.addr(), "/fine", &[]).status, 200);
+    assert_eq!(o.request_count(), 1);
 }
