@@ -195,6 +195,46 @@ fn default_probe_applies_to_backends_without_probe() {
     assert_eq!((p.default_probe, p.backends[0].probe), (None, None));
 }
 
+/// `.expect_close` (Varnish 7.3+, default true) and `.port` (ringcache: a dedicated health port)
+/// reach the compiled probe; without them a probe expects the close and uses the backend's port.
+#[test]
+fn probe_expect_close_and_port() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vcl_corpus/good/own_probe_expect_close_port.vcl");
+    let (map, r) = compile_file(&f, &fake_dns());
+    let (p, _) = r.unwrap_or_else(|e| panic!("{}", map.render_all(&e)));
+    let probe_of = |n: &str| &p.probes[p.backends[p.backend_by_name(n).unwrap()].probe.unwrap()];
+    let app = probe_of("app");
+    assert_eq!((app.expect_close, app.port), (false, Some(8081)));
+    let plain = probe_of("plain");
+    assert_eq!((plain.expect_close, plain.port), (true, None));
+
+    let (mut map, v) = parse_str(
+        "t.vcl",
+        "vcl 4.1;\nbackend default { .host = \"a\"; .probe = { .url = \"/\"; } }\n",
+    );
+    let p = compile(&mut map, &v.unwrap(), &fake_dns()).unwrap();
+    assert_eq!((p.probes[0].expect_close, p.probes[0].port), (true, None));
+
+    // Out-of-range and non-numeric ports, and a non-boolean expect_close, are errors at the value.
+    for (src, msg) in [
+        (".port = \"65536\";", "got '\"65536\"'"),
+        (".port = \"+80\";", "got '\"+80\"'"),
+        (".port = 8080;", "Expected CSTR got '8080'"),
+        (".expect_close = \"yes\";", "Expected \"true\" or \"false\""),
+        (".expect_close = maybe;", "Expected \"true\" or \"false\""),
+    ] {
+        let text =
+            format!("vcl 4.1;\nbackend default {{ .host = \"a\";\n.probe = {{ {src} }} }}\n");
+        let (mut map, v) = parse_str("t.vcl", &text);
+        let e = compile(&mut map, &v.unwrap(), &fake_dns()).unwrap_err();
+        let out = map.render_all(&e);
+        assert!(out.contains(msg), "{src}: {out}");
+        let col = 12 + src.find('=').unwrap() + 2;
+        assert!(out.contains(&format!("t.vcl:3:{col}:")), "{src}: {out}");
+    }
+}
+
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
     let out = bin().args(args).output().unwrap();
     (

@@ -779,10 +779,16 @@ impl<'a> Ck<'a> {
             "window",
             "threshold",
             "initial",
+            // Varnish 7.3+.
+            "expect_close",
+            // ringcache: probe a dedicated health port.
+            "port",
         ];
         let n0 = self.errors.len();
         let fields = self.fields_ok(fields, ALLOWED);
         let mut request: Option<(ProbeRequest, Span)> = None;
+        let mut expect_close = true;
+        let mut port = None;
         let (mut timeout, mut interval) = (0.0, 0.0);
         let (mut window, mut threshold, mut initial) = (None, None, None);
         let mut expected = 0u16;
@@ -837,6 +843,34 @@ impl<'a> Ck<'a> {
                 "window" => window = self.field_uint(f),
                 "threshold" => threshold = self.field_uint(f),
                 "initial" => initial = self.field_uint(f),
+                "expect_close" => match &f.value {
+                    ast::FieldValue::Expr(ast::Expr {
+                        kind: AK::Bool(b), ..
+                    }) => expect_close = *b,
+                    // vcc_BoolVal's message (Varnish 7.3).
+                    ast::FieldValue::Expr(e) => self.err(e.span, "Expected \"true\" or \"false\""),
+                    _ => self.err(f.span, "Expected \"true\" or \"false\""),
+                },
+                "port" => {
+                    let sp = match &f.value {
+                        ast::FieldValue::Expr(e) => e.span,
+                        _ => f.span,
+                    };
+                    if let Some(v) = self.field_str(f) {
+                        match v.parse::<u16>() {
+                            Ok(p) if p > 0 && v.bytes().all(|c| c.is_ascii_digit()) => {
+                                port = Some(p)
+                            }
+                            _ => self.err(
+                                sp,
+                                format!(
+                                    "Probe .port must be a port number from 1 to 65535, \
+                                     got '\"{v}\"'"
+                                ),
+                            ),
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -888,6 +922,8 @@ impl<'a> Ck<'a> {
             window: w as u32,
             threshold: t as u32,
             initial: init as u32,
+            expect_close,
+            port,
         })
     }
 

@@ -18,6 +18,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::check::{compile, compile_file, CompileOptions};
+use super::diag::{Diagnostic, FileId, SourceMap};
 use super::exec::{self, BackendRef, Ctx, Env, Outcome, Value};
 use super::program::{
     BackendId, Endpoint, Expr, ExprKind, Method, ObjId, ObjectKind, Program, Stmt, VarRef,
@@ -42,6 +43,9 @@ pub struct BackendRt {
     /// probe's `.initial` reaches its `.threshold` (Varnish's `vbp_insert`); without a probe
     /// it is always healthy.
     pub initially_healthy: bool,
+    /// Its health slot on the board (`health::slots`): the control plane assigns it when the
+    /// VCL is loaded; before that, the backend's index.
+    pub slot: usize,
 }
 
 /// A director built in `vcl_init` (the directors issue implements the kinds; until then every
@@ -69,6 +73,9 @@ pub struct Features {
 #[derive(Debug)]
 pub struct LoadedVcl {
     pub program: Program,
+    /// The source files as compiled, `(name, text)`: the main file first, then includes, then
+    /// the built-in VCL (`vcl.show`).
+    pub sources: Vec<(String, String)>,
     pub backends: Vec<BackendRt>,
     pub directors: Vec<DirectorRt>,
     pub features: Features,
@@ -89,6 +96,26 @@ impl LoadedVcl {
     /// Compiles `path` and prepares it. `Ok` carries the rendered warnings (possibly empty).
     pub fn from_file(path: &Path) -> Result<(LoadedVcl, String), LoadError> {
         let (map, r) = compile_file(path, &CompileOptions::default());
+        Self::finish(map, r)
+    }
+
+    /// Compiles VCL text given inline (`vcl.inline`), named `name` in messages. An `include`
+    /// is resolved from the current directory.
+    pub fn from_text(name: &str, text: &str) -> Result<(LoadedVcl, String), LoadError> {
+        let (mut map, parsed) = super::parser::parse_str(name, text);
+        let r = parsed.and_then(|vcl| {
+            compile(&mut map, &vcl, &CompileOptions::default()).map(|mut p| {
+                let w = std::mem::take(&mut p.warnings);
+                (p, w)
+            })
+        });
+        Self::finish(map, r)
+    }
+
+    fn finish(
+        map: SourceMap,
+        r: Result<(Program, Vec<Diagnostic>), Vec<Diagnostic>>,
+    ) -> Result<(LoadedVcl, String), LoadError> {
         match r {
             Ok((program, warnings)) => {
                 let w = if warnings.is_empty() {
@@ -96,7 +123,9 @@ impl LoadedVcl {
                 } else {
                     map.render_all(&warnings)
                 };
-                Ok((Self::prepare(program)?, w))
+                let mut v = Self::prepare(program)?;
+                v.sources = sources_of(&map);
+                Ok((v, w))
             }
             Err(diags) => Err(LoadError(map.render_all(&diags))),
         }
@@ -108,7 +137,11 @@ impl LoadedVcl {
         let (mut map, parsed) = super::parser::parse_str("<-b>", &text);
         let r = parsed.and_then(|vcl| compile(&mut map, &vcl, &CompileOptions::default()));
         match r {
-            Ok(program) => Self::prepare(program),
+            Ok(program) => {
+                let mut v = Self::prepare(program)?;
+                v.sources = sources_of(&map);
+                Ok(v)
+            }
             Err(diags) => Err(LoadError(map.render_all(&diags))),
         }
     }
@@ -118,7 +151,8 @@ impl LoadedVcl {
         let backends = program
             .backends
             .iter()
-            .map(|b| BackendRt {
+            .enumerate()
+            .map(|(i, b)| BackendRt {
                 name: b.name.clone(),
                 addr: match &b.endpoint {
                     Endpoint::Tcp { ipv4, ipv6 } => ipv4.or(*ipv6),
@@ -132,6 +166,7 @@ impl LoadedVcl {
                     .probe
                     .and_then(|p| program.probes.get(p))
                     .is_none_or(|p| p.initial >= p.threshold),
+                slot: i,
             })
             .collect();
         let directors = run_init(&program)?;
@@ -160,6 +195,7 @@ impl LoadedVcl {
         };
         Ok(LoadedVcl {
             program,
+            sources: Vec::new(),
             backends,
             directors,
             features,
@@ -170,6 +206,14 @@ impl LoadedVcl {
     pub fn default_backend(&self) -> Option<BackendRef> {
         self.program.default_backend.map(BackendRef::Backend)
     }
+}
+
+/// Every file of `map`, in the order they were read.
+fn sources_of(map: &SourceMap) -> Vec<(String, String)> {
+    (0..map.len())
+        .filter_map(|i| map.file(FileId(i as u32)))
+        .map(|f| (f.name.clone(), f.text.clone()))
+        .collect()
 }
 
 /// The text of the `-b` VCL.

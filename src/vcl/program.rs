@@ -280,6 +280,13 @@ pub struct ProbeSpec {
     pub window: u32,
     pub threshold: u32,
     pub initial: u32,
+    /// `.expect_close` (Varnish 7.3+; 7.1 has no such field): true (the default) means the
+    /// backend must close the connection before `.timeout`, false means whatever arrived by then
+    /// is judged.
+    pub expect_close: bool,
+    /// `.port` (a ringcache extension, like HAProxy's `check port`): the probe connects to the
+    /// backend's address on this port instead of the backend's. The Host header is unchanged.
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
