@@ -3,85 +3,259 @@
 //! Why a separate thread: probes are timers and sockets that must keep their schedule however
 //! busy the shards are, and a shard must never wait to learn whether a backend is healthy. The
 //! poller owns every probe (its own io_uring runtime, on its own core when there is one to
-//! spare) and publishes health as atomic bitsets; a shard's check is one relaxed load.
+//! spare) and publishes health as atomic bitsets; a shard's check is a few relaxed loads.
 //!
-//! This is the skeleton the health issue fills in: the board has one bit per backend slot, all
-//! healthy (a backend without a probe is healthy, as in Varnish), and the poller runs its event
-//! loop with nothing to probe yet.
+//! Backends are *slots* (`slots`): a backend declared identically ({name, IPv4+port, IPv6+port}
+//! or UDS path) by several loaded VCLs is one slot, so they share its health, admin override
+//! and probe. `window` is the pure probe state machine, `probe` one poke on the wire, `poller`
+//! the thread that schedules pokes; [`Health`] is what they publish: the [`Board`] for shards,
+//! per-slot status and the event log for the control plane.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+pub mod poller;
+pub mod probe;
+pub mod slots;
+pub mod window;
 
-/// Health of every backend slot, one bit each (1 = healthy), readable from any thread.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Most backend slots that can exist at once (a VCL that would need more is refused).
+pub const MAX_SLOTS: usize = 65_536;
+
+const WORDS: usize = MAX_SLOTS / 64;
+
+/// Health of every backend slot, readable from any thread without a lock.
+///
+/// Three bitsets: the probe's verdict (1 = healthy; a slot without probe stays 1), the admin
+/// override flag (`backend.set_health healthy|sick`) and the override's value. A slot is
+/// healthy when it is forced healthy, or not forced and its probe says healthy. Each writer owns
+/// one bitset (the poller the verdicts, the admin thread the override), so no writer ever has
+/// to read-modify-write another's bits.
 pub struct Board {
-    words: Box<[AtomicU64]>,
+    probe: Box<[AtomicU64]>,
+    forced: Box<[AtomicU64]>,
+    forced_up: Box<[AtomicU64]>,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Board::new()
+    }
 }
 
 impl Board {
-    /// A board for `slots` backends, all healthy.
-    pub fn new(slots: usize) -> Board {
-        let n = slots.div_ceil(64).max(1);
+    /// A board of [`MAX_SLOTS`] slots, all healthy, none forced.
+    pub fn new() -> Board {
+        let words = |v: u64| (0..WORDS).map(|_| AtomicU64::new(v)).collect();
         Board {
-            words: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            probe: words(u64::MAX),
+            forced: words(0),
+            forced_up: words(0),
         }
     }
 
-    /// Is slot `i` healthy? (Unknown slots are reported sick.)
+    /// Is slot `i` healthy? (Slots past [`MAX_SLOTS`] are reported sick.)
     #[inline]
     pub fn healthy(&self, i: usize) -> bool {
-        self.words
+        let (w, bit) = (i / 64, 1u64 << (i % 64));
+        let Some(forced) = self.forced.get(w) else {
+            return false;
+        };
+        if forced.load(Ordering::Acquire) & bit != 0 {
+            self.forced_up[w].load(Ordering::Acquire) & bit != 0
+        } else {
+            self.probe[w].load(Ordering::Acquire) & bit != 0
+        }
+    }
+
+    /// The probe's verdict for slot `i`, ignoring the admin override.
+    pub fn probe_healthy(&self, i: usize) -> bool {
+        self.probe
             .get(i / 64)
             .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (i % 64)) != 0)
     }
 
-    /// Sets slot `i`'s health (poller only).
-    pub fn set(&self, i: usize, healthy: bool) {
-        if let Some(w) = self.words.get(i / 64) {
-            let bit = 1u64 << (i % 64);
-            if healthy {
-                w.fetch_or(bit, Ordering::Release);
-            } else {
-                w.fetch_and(!bit, Ordering::Release);
+    /// Sets slot `i`'s probe verdict (the poller, and the control plane before a slot's first
+    /// poke). Returns the previous verdict.
+    pub fn set_probe(&self, i: usize, healthy: bool) -> bool {
+        set_bit(&self.probe, i, healthy)
+    }
+
+    /// Sets slot `i`'s admin override (`None`: auto, the probe decides).
+    pub fn set_admin(&self, i: usize, forced: Option<bool>) {
+        match forced {
+            None => {
+                set_bit(&self.forced, i, false);
+            }
+            Some(up) => {
+                // Value first, then the flag: a reader never sees the flag with a stale value.
+                set_bit(&self.forced_up, i, up);
+                set_bit(&self.forced, i, true);
             }
         }
     }
 }
 
-/// How long boot waits for the poller's runtime to come up.
-const POLLER_START: Duration = Duration::from_secs(10);
+fn set_bit(words: &[AtomicU64], i: usize, on: bool) -> bool {
+    let Some(w) = words.get(i / 64) else {
+        return false;
+    };
+    let bit = 1u64 << (i % 64);
+    let old = if on {
+        w.fetch_or(bit, Ordering::AcqRel)
+    } else {
+        w.fetch_and(!bit, Ordering::AcqRel)
+    };
+    old & bit != 0
+}
 
-/// Starts the poller thread on its own monoio runtime, pinned to `core` if given, and returns
-/// once its runtime runs (so "ready" means every thread of the topology is up).
-pub fn spawn_poller(
-    core: Option<core_affinity::CoreId>,
-    _board: Arc<Board>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let (up_tx, up_rx) = std::sync::mpsc::channel::<()>();
-    let handle = std::thread::Builder::new()
-        .name("ringcache-poller".into())
-        .spawn(move || {
-            if let Some(c) = core {
-                core_affinity::set_for_current(c);
-            }
-            // The same engine choice as the shards: io_uring, else epoll.
-            let r = crate::server::run_runtime(256, move |_engine| async move {
-                let _ = up_tx.send(());
-                // Probe timers live here once backends have probes.
-                while !stop.load(Ordering::Relaxed) {
-                    monoio::time::sleep(Duration::from_millis(100)).await;
-                }
-            });
-            if let Err(e) = r {
-                eprintln!("ringcache: poller runtime failed to start: {e}");
-            }
-        })?;
-    match up_rx.recv_timeout(POLLER_START) {
-        Ok(()) => Ok(handle),
-        Err(_) => Err(std::io::Error::other(
-            "the poller's runtime did not start in time",
-        )),
+/// A probe's state as the control plane shows it (`backend.list -p` / `-j`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeView {
+    pub good: u32,
+    pub threshold: u32,
+    pub window: u32,
+    /// Exponential average response time of good probes, seconds.
+    pub avg: f64,
+    /// The 64-poke history bitmaps, newest in bit 0, in Varnish's order:
+    /// good IPv4, good IPv6, good UNIX, error xmit, good xmit, error recv, good recv, happy.
+    pub bits: [u64; 8],
+}
+
+/// What the control plane knows of one slot beyond its board bits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlotStatus {
+    /// `None`: no probe runs for the slot.
+    pub probe: Option<ProbeView>,
+    /// Seconds since the epoch of the last health change (probe transition or admin change).
+    pub last_change: f64,
+    /// A probe was started for the slot and not stopped since: only then are the poller's
+    /// reports applied (a report racing a stop is dropped).
+    pub probing: bool,
+}
+
+/// One structured event (`Backend_health`, `VCL_Event`...): tests and `ringcache log` read them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Increases by one per event, from 1.
+    pub seq: u64,
+    pub tag: &'static str,
+    /// The line as printed (starting with the tag).
+    pub line: String,
+}
+
+/// Events kept for readers that come later.
+pub const EVENTS_KEPT: usize = 4096;
+
+/// The control plane's event log: every event goes to stderr at once and into a bounded ring
+/// (the oldest event is dropped first).
+#[derive(Default)]
+pub struct Events {
+    ring: std::sync::Mutex<(u64, std::collections::VecDeque<Event>)>,
+}
+
+impl Events {
+    /// Logs `line` (which starts with `tag`).
+    pub fn push(&self, tag: &'static str, line: String) {
+        eprintln!("{line}");
+        let mut g = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 += 1;
+        let seq = g.0;
+        if g.1.len() >= EVENTS_KEPT {
+            g.1.pop_front();
+        }
+        g.1.push_back(Event { seq, tag, line });
+    }
+
+    /// Events after `seq` (at most `max`), oldest first.
+    pub fn since(&self, seq: u64, max: usize) -> Vec<Event> {
+        let g = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        g.1.iter()
+            .filter(|e| e.seq > seq)
+            .take(max)
+            .cloned()
+            .collect()
+    }
+}
+
+/// What the health side publishes: the board (data plane) and, for the control plane, each
+/// slot's status and the event log.
+pub struct Health {
+    pub board: Board,
+    pub events: Events,
+    status: std::sync::Mutex<Vec<SlotStatus>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new()
+    }
+}
+
+impl Health {
+    pub fn new() -> Health {
+        Health {
+            board: Board::new(),
+            events: Events::default(),
+            status: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Slot `i`'s status (default when never set).
+    pub fn status(&self, i: usize) -> SlotStatus {
+        let g = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(i).cloned().unwrap_or_default()
+    }
+
+    /// Updates slot `i`'s status.
+    pub fn update_status(&self, i: usize, f: impl FnOnce(&mut SlotStatus)) {
+        if i >= MAX_SLOTS {
+            return;
+        }
+        let mut g = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if g.len() <= i {
+            g.resize(i + 1, SlotStatus::default());
+        }
+        f(&mut g[i]);
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Applies one poller report for `slot` (the poller's `Report` callback): the board bit, the
+/// status `backend.list` shows, and the `Backend_health` event. Dropped when the slot's probe
+/// was stopped meanwhile.
+pub fn apply_report(
+    health: &Health,
+    slot: usize,
+    w: &window::Window,
+    t: window::Transition,
+    line: &str,
+) {
+    let mut applied = false;
+    health.update_status(slot, |s| {
+        if !s.probing {
+            return;
+        }
+        applied = true;
+        health.board.set_probe(slot, w.healthy());
+        s.probe = Some(ProbeView {
+            good: w.good(),
+            threshold: w.threshold(),
+            window: w.window(),
+            avg: w.avg(),
+            bits: w.bits(),
+        });
+        if t.changed() {
+            s.last_change = epoch_now();
+        }
+    });
+    if applied {
+        health.events.push("Backend_health", line.to_string());
     }
 }
 
@@ -90,15 +264,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn board_bits() {
-        let b = Board::new(70);
+    fn board_bits_and_override() {
+        let b = Board::new();
         assert!(b.healthy(0));
-        assert!(b.healthy(69));
-        b.set(69, false);
+        assert!(b.healthy(MAX_SLOTS - 1));
+        assert!(!b.healthy(MAX_SLOTS));
+        assert!(b.set_probe(69, false));
         assert!(!b.healthy(69));
         assert!(b.healthy(68));
-        b.set(69, true);
-        assert!(b.healthy(69));
-        assert!(!b.healthy(1000));
+        b.set_admin(69, Some(true));
+        assert!(b.healthy(69), "forced healthy wins over a sick probe");
+        assert!(!b.probe_healthy(69));
+        b.set_probe(69, true);
+        b.set_admin(69, Some(false));
+        assert!(!b.healthy(69), "forced sick wins over a healthy probe");
+        b.set_admin(69, None);
+        assert!(b.healthy(69), "auto: the probe decides again");
+    }
+
+    #[test]
+    fn events_ring_is_bounded_and_ordered() {
+        let e = Events::default();
+        for i in 0..EVENTS_KEPT + 10 {
+            e.push("Test", format!("Test {i}"));
+        }
+        let all = e.since(0, usize::MAX);
+        assert_eq!(all.len(), EVENTS_KEPT);
+        assert_eq!(all[0].seq, 11);
+        assert_eq!(e.since(all[5].seq, 2).len(), 2);
+        assert_eq!(e.since((EVENTS_KEPT + 10) as u64, 10).len(), 0);
     }
 }
