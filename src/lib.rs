@@ -11,6 +11,7 @@ pub mod admin;
 pub mod backend;
 pub mod cache;
 pub mod cli;
+pub mod control;
 pub mod health;
 pub mod http;
 pub mod params;

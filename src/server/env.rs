@@ -1,19 +1,28 @@
 //! What the VCL interpreter asks the running server: backend health and director choices.
 //!
 //! Why here and not in `vcl`: the interpreter is pure; health lives on the board the poller
-//! writes, and a director's choice depends on it. `Shared` answers with one atomic load per
-//! backend, so `std.healthy` in `vcl_recv` costs a shard nothing.
+//! writes, and a director's choice depends on it. [`Running`] answers with a few atomic loads
+//! per backend, so `std.healthy` in `vcl_recv` costs a shard nothing.
 
+use std::sync::Arc;
+
+use crate::health::Health;
 use crate::vcl::exec::{BackendRef, Ctx, Env, Outcome, VclFailure};
 use crate::vcl::program::{BackendId, Method};
+use crate::vcl::LoadedVcl;
 
-use super::Shared;
+/// The VCL a request runs on, with the board its health questions read. A request keeps the
+/// one it started with to its end, even when `vcl.use` switches meanwhile.
+pub struct Running {
+    pub vcl: Arc<LoadedVcl>,
+    pub health: Arc<Health>,
+}
 
 /// Bound on directors nested in directors (a cycle is impossible after vcl_init, but cheap to
 /// fence).
 const MAX_DIRECTOR_DEPTH: usize = 8;
 
-impl Env for Shared {
+impl Env for Running {
     fn healthy(&self, be: BackendRef, _now: f64) -> bool {
         self.resolve(be).is_some()
     }
@@ -23,7 +32,7 @@ impl Env for Shared {
     }
 }
 
-impl Shared {
+impl Running {
     /// The backend a request for `be` goes to: a plain backend if it is healthy, for a
     /// director its first healthy member (the directors issue adds the other policies).
     /// `None`: nothing healthy, and the fetch fails as Varnish's does ("unhealthy" → 503).
@@ -33,7 +42,11 @@ impl Shared {
 
     fn resolve_at(&self, be: BackendRef, depth: usize) -> Option<BackendId> {
         match be {
-            BackendRef::Backend(id) => self.health.healthy(id).then_some(id),
+            BackendRef::Backend(id) => self
+                .health
+                .board
+                .healthy(self.vcl.backends.get(id)?.slot)
+                .then_some(id),
             BackendRef::Director(obj) if depth < MAX_DIRECTOR_DEPTH => self
                 .vcl
                 .directors
@@ -50,11 +63,12 @@ impl Shared {
 /// failure is counted (`vcl_fail`) and logged as `VCL_Error <xid> <sub>: <message>`.
 pub fn call_vcl(
     shard: &super::shard::Shard,
+    run: &Running,
     ctx: &mut Ctx<'_>,
     m: Method,
     xid: u64,
 ) -> Result<Outcome, VclFailure> {
-    let r = crate::vcl::exec::run(&shard.shared.vcl.program, m, ctx);
+    let r = crate::vcl::exec::run(&run.vcl.program, m, ctx);
     if !ctx.log.is_empty() {
         for line in ctx.log.drain(..) {
             eprintln!("VCL_Log {xid} {line}");

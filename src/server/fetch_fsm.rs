@@ -26,7 +26,7 @@ use crate::stats::C;
 use crate::vcl::exec::{self, BackendRef, BereqCtx, BerespCtx, Ctx, Outcome};
 use crate::vcl::program::Method as Sub;
 
-use super::env::call_vcl;
+use super::env::{call_vcl, Running};
 use super::io::secs;
 use super::shard::{unix_now, BusyGuard, Shard};
 
@@ -73,6 +73,8 @@ pub enum FetchOutcome {
 
 /// Everything the backend side takes from the client request.
 pub struct FetchReq<'a> {
+    /// The VCL the request runs on.
+    pub run: &'a Running,
     pub bereq: BereqCtx,
     /// The request body (pass only; empty for cache fetches).
     pub body: Bytes,
@@ -96,7 +98,8 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
     let shared = &*shard.shared;
     let max_retries = shared.params.max_retries.min(u32::MAX as u64) as u32;
     let xid = r.xid;
-    let mut ctx = Ctx::new(unix_now()).with_env(shared);
+    let run = r.run;
+    let mut ctx = Ctx::new(unix_now()).with_env(run);
     ctx.conn = r.conn;
     ctx.rng.set(xid.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     ctx.bereq = Some(r.bereq);
@@ -106,7 +109,7 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
         st = match st {
             St::Fetch => {
                 ctx.beresp = None;
-                match call_vcl(shard, &mut ctx, Sub::BackendFetch, xid) {
+                match call_vcl(shard, run, &mut ctx, Sub::BackendFetch, xid) {
                     Ok(Outcome::Fetch) => {}
                     Ok(Outcome::Error { status, reason }) => {
                         st = St::Error(status, reason);
@@ -117,21 +120,21 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                 let Some(bereq) = ctx.bereq.as_ref() else {
                     return fail(shard, mode, xid);
                 };
-                let target = bereq.backend.and_then(|b| shared.resolve(b));
+                let target = bereq.backend.and_then(|b| run.resolve(b));
                 let Some((id, addr)) =
-                    target.and_then(|id| Some((id, shared.vcl.backends.get(id)?.addr?)))
+                    target.and_then(|id| Some((id, run.vcl.backends.get(id)?.addr?)))
                 else {
                     let why = match bereq.backend {
                         None => "no backend".to_string(),
                         Some(b) => {
-                            format!("backend {}: unhealthy or unreachable", name_of(shard, b))
+                            format!("backend {}: unhealthy or unreachable", name_of(&run.vcl, b))
                         }
                     };
                     eprintln!("FetchError {xid} shard={} {why}", shard.id);
                     st = St::Error(503, None);
                     continue;
                 };
-                match send(shard, bereq, id, addr, &r.body, r.has_body).await {
+                match send(shard, run, bereq, id, addr, &r.body, r.has_body).await {
                     Err(e) => {
                         log_fetch_error(shard, xid, addr, &e);
                         St::Error(503, None)
@@ -148,7 +151,7 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                             beresp_of(shard, &f, kept.as_deref(), id, bereq.uncacheable, now);
                         ctx.beresp = Some(beresp);
                         let hit_for_pass =
-                            match call_vcl(shard, &mut ctx, Sub::BackendResponse, xid) {
+                            match call_vcl(shard, run, &mut ctx, Sub::BackendResponse, xid) {
                                 Ok(Outcome::Deliver) => None,
                                 Ok(Outcome::Pass { ttl }) => Some(ttl),
                                 Ok(Outcome::Retry) => {
@@ -210,7 +213,7 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                     backend: ctx.bereq.as_ref().and_then(|b| b.backend),
                 });
                 ctx.body.clear();
-                match call_vcl(shard, &mut ctx, Sub::BackendError, xid) {
+                match call_vcl(shard, run, &mut ctx, Sub::BackendError, xid) {
                     Ok(Outcome::Deliver) => return error_delivered(shard, &mut ctx, mode, xid),
                     Ok(Outcome::Retry) => St::Retry { from_error: true },
                     _ => return fail(shard, mode, xid),
@@ -220,12 +223,10 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
     }
 }
 
-fn name_of(shard: &Shard, b: BackendRef) -> String {
+fn name_of(vcl: &crate::vcl::LoadedVcl, b: BackendRef) -> String {
     match b {
-        BackendRef::Backend(id) => crate::vcl::loaded::backend_name(&shard.shared.vcl, id).into(),
-        BackendRef::Director(obj) => shard
-            .shared
-            .vcl
+        BackendRef::Backend(id) => crate::vcl::loaded::backend_name(vcl, id).into(),
+        BackendRef::Director(obj) => vcl
             .program
             .objects
             .get(obj)
@@ -236,13 +237,18 @@ fn name_of(shard: &Shard, b: BackendRef) -> String {
 /// Serialises `bereq` and sends it to backend `id` at `addr`.
 async fn send(
     shard: &Shard,
+    run: &Running,
     bereq: &BereqCtx,
     id: usize,
     addr: SocketAddr,
     body: &Bytes,
     has_body: bool,
 ) -> Result<Fetched, FetchError> {
-    let be = &shard.shared.vcl.backends[id];
+    let Some(be) = run.vcl.backends.get(id) else {
+        return Err(FetchError::Connect(std::io::Error::other(
+            "no such backend",
+        )));
+    };
     let send_body = !bereq.body_unset && (has_body || !body.is_empty());
     let wire = serialize_bereq(bereq, &be.host_header, body, send_body);
     let mut limits: FetchLimits = shard.fetch_limits;

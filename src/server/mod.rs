@@ -25,6 +25,8 @@ use std::time::Duration;
 use futures_channel::mpsc;
 
 use crate::cli::{Config, VclSource};
+use crate::health::poller::Cmd;
+use crate::health::slots::ProbeChange;
 use crate::params::{AutoOff, AutoValue, Params};
 use crate::stats::{Stats, C};
 use crate::vcl::LoadedVcl;
@@ -34,13 +36,15 @@ use shard::{Shard, ShardMsg};
 /// What every shard shares, read-only (plus per-shard atomics).
 pub struct Shared {
     pub params: Params,
-    /// The VCL every shard runs (compiled once at boot).
-    pub vcl: Arc<LoadedVcl>,
+    /// The active VCL (switched by the control plane; a shard checks its generation per
+    /// request).
+    pub active: Arc<crate::control::Active>,
     pub shards: usize,
     pub storage_bytes: u64,
     pub stats: Stats,
     pub inboxes: Vec<mpsc::UnboundedSender<ShardMsg>>,
-    pub health: Arc<crate::health::Board>,
+    /// Backend health: the board shards read.
+    pub health: Arc<crate::health::Health>,
 }
 
 /// Which io engine a runtime got.
@@ -191,17 +195,16 @@ fn bind_all(
 }
 
 /// Compiles the VCL (`-f`) or generates it (`-b`); warnings go to stderr, errors refuse to boot.
-fn load_vcl(src: &VclSource) -> Result<Arc<LoadedVcl>, BootError> {
+fn load_vcl(src: &VclSource) -> Result<LoadedVcl, BootError> {
     match src {
         VclSource::Backend(b) => LoadedVcl::for_backend(b)
-            .map(Arc::new)
             .map_err(|e| BootError(format!("the -b VCL did not compile:\n{e}"))),
         VclSource::File(path) => match LoadedVcl::from_file(path) {
             Ok((v, warnings)) => {
                 if !warnings.is_empty() {
                     eprint!("{warnings}");
                 }
-                Ok(Arc::new(v))
+                Ok(v)
             }
             Err(e) => {
                 eprint!("{e}");
@@ -245,23 +248,40 @@ pub fn run(config: Config) -> Result<(), BootError> {
         inboxes.push(tx);
         receivers.push(rx);
     }
-    let health = Arc::new(crate::health::Board::new(vcl.backends.len()));
-    for (i, b) in vcl.backends.iter().enumerate() {
-        health.set(i, b.initially_healthy);
-    }
+    let health = Arc::new(crate::health::Health::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let reported = health.clone();
+    let (poller, _poller_thread) = crate::health::poller::spawn(
+        poller_core,
+        Box::new(move |slot, w, t, line| crate::health::apply_report(&reported, slot, w, t, line)),
+        stop.clone(),
+    )
+    .map_err(|e| BootError(format!("cannot start the poller thread: {e}")))?;
+    let control = Arc::new(
+        crate::control::Control::boot(
+            vcl,
+            health.clone(),
+            Box::new(move |ch| {
+                poller.send(match ch {
+                    ProbeChange::Start { slot, probe } => Cmd::Start {
+                        slot,
+                        target: probe,
+                    },
+                    ProbeChange::Stop { slot } => Cmd::Stop { slot },
+                });
+            }),
+        )
+        .map_err(BootError)?,
+    );
     let shared = Arc::new(Shared {
         params: config.params.clone(),
-        vcl,
+        active: control.active.clone(),
         shards,
         storage_bytes: config.storage_bytes,
         stats: Stats::new(shards),
         inboxes,
         health: health.clone(),
     });
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let _poller = crate::health::spawn_poller(poller_core, health, stop.clone())
-        .map_err(|e| BootError(format!("cannot start the poller thread: {e}")))?;
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Engine, String>>();
     let mut threads = Vec::with_capacity(shards);
@@ -310,6 +330,7 @@ pub fn run(config: Config) -> Result<(), BootError> {
             counters: Box::new(move || counters_of.stats.snapshot()),
             started,
             secret: config.admin.secret.clone(),
+            control: Some(control),
         })
         .map_err(|e| BootError(format!("cannot start the admin thread: {e}")))?;
     for a in &admin_addrs {

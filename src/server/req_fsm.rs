@@ -26,7 +26,7 @@ use crate::vcl::exec::{self, BereqCtx, Ctx, ObjView, Outcome, ReqCtx, RespCtx};
 use crate::vcl::program::Method as Sub;
 
 use super::deliver::{self, ClientInfo, Next, StreamExtra};
-use super::env::call_vcl;
+use super::env::{call_vcl, Running};
 use super::fetch_fsm::{self, is_conditional, is_hop_by_hop, FetchMode, FetchOutcome, FetchReq};
 use super::io::secs;
 use super::pipe::PipeJob;
@@ -99,6 +99,8 @@ pub struct ConnInfo {
 /// One request in flight on the client side.
 struct Task<'s> {
     shard: &'s Rc<Shard>,
+    /// The VCL this request started on (kept to its end).
+    run: &'s Rc<Running>,
     ctx: Ctx<'s>,
     xid: u64,
     version: Version,
@@ -124,7 +126,8 @@ pub async fn handle(
     body: Bytes,
 ) -> Done {
     let xid = shard.next_xid();
-    let mut t = Task::new(shard, conn, head, body, xid);
+    let run = shard.running();
+    let mut t = Task::new(shard, &run, conn, head, body, xid);
     let mut step = Step::Recv;
     for _ in 0..MAX_STEPS {
         let go = match step {
@@ -151,12 +154,12 @@ pub async fn handle(
 impl<'s> Task<'s> {
     fn new(
         shard: &'s Rc<Shard>,
+        run: &'s Rc<Running>,
         conn: ConnInfo,
         head: RequestHead,
         body: Bytes,
         xid: u64,
     ) -> Task<'s> {
-        let shared: &'s super::Shared = &shard.shared;
         let mut url = head.url;
         let mut headers = head.headers;
         // Absolute-form target: the authority becomes Host, the path the URL (RFC 9112 3.2.2).
@@ -178,7 +181,7 @@ impl<'s> Task<'s> {
             };
             headers.set("Host", host);
         }
-        let xff_done = shared.vcl.features.client_reads_xff;
+        let xff_done = run.vcl.features.client_reads_xff;
         if xff_done {
             append_xff(&mut headers, conn.peer);
         }
@@ -190,7 +193,7 @@ impl<'s> Task<'s> {
                 Version::Http11 => b"HTTP/1.1",
             }),
             headers,
-            backend_hint: shared.vcl.default_backend(),
+            backend_hint: run.vcl.default_backend(),
             grace: None,
             ttl: None,
             hash_always_miss: false,
@@ -198,7 +201,7 @@ impl<'s> Task<'s> {
             xid,
             esi_level: 0,
         };
-        let mut ctx = Ctx::new(unix_now()).with_env(shared);
+        let mut ctx = Ctx::new(unix_now()).with_env(&**run);
         ctx.conn = exec::Conn {
             client_ip: conn.peer,
             server_ip: conn.local,
@@ -209,6 +212,7 @@ impl<'s> Task<'s> {
         ctx.req = Some(req);
         Task {
             shard,
+            run,
             ctx,
             xid,
             version: head.version,
@@ -236,7 +240,7 @@ impl<'s> Task<'s> {
     /// Runs a client-side method. `now` is read once per request and again after each wait
     /// (lookup, fetch, purge), not per call: a hit costs one clock read in VCL.
     fn call(&mut self, m: Sub) -> Result<Outcome, ()> {
-        call_vcl(self.shard, &mut self.ctx, m, self.xid).map_err(drop)
+        call_vcl(self.shard, self.run, &mut self.ctx, m, self.xid).map_err(drop)
     }
 
     /// The outcomes every client-side method shares.
@@ -376,6 +380,7 @@ impl<'s> Task<'s> {
         let mut bereq = self.bereq(true, None);
         bereq.is_bgfetch = true;
         let s = self.shard.clone();
+        let run = self.run.clone();
         let req_headers = self.req().headers.clone();
         let conn = self.ctx.conn;
         let xid = self.xid;
@@ -383,6 +388,7 @@ impl<'s> Task<'s> {
             s.counters().inc(C::s_fetch);
             s.counters().inc(C::s_bgfetch);
             let r = FetchReq {
+                run: &run,
                 bereq,
                 body: Bytes::new(),
                 has_body: false,
@@ -413,6 +419,7 @@ impl<'s> Task<'s> {
         let mode = FetchMode::Miss { key, guard, kept };
         let outcome = {
             let r = FetchReq {
+                run: self.run,
                 bereq,
                 body: Bytes::new(),
                 has_body: false,
@@ -437,6 +444,7 @@ impl<'s> Task<'s> {
         let bereq = self.bereq(false, None);
         let outcome = {
             let r = FetchReq {
+                run: self.run,
                 bereq,
                 body: self.body.clone(),
                 has_body: self.has_body,
@@ -499,7 +507,7 @@ impl<'s> Task<'s> {
         hits: u64,
         hit: bool,
     ) -> Go {
-        let features = self.shard.shared.vcl.features;
+        let features = self.run.vcl.features;
         self.ctx.obj = if features.deliver_uses_obj {
             Some(ObjView {
                 obj: obj.clone(),
@@ -566,7 +574,7 @@ impl<'s> Task<'s> {
 
     /// `vcl_deliver` for a streamed backend response, then stream it.
     async fn deliver_stream(&mut self, stream: &mut TcpStream, s: fetch_fsm::Streamed) -> Go {
-        let features = self.shard.shared.vcl.features;
+        let features = self.run.vcl.features;
         self.ctx.obj = if features.deliver_uses_obj {
             let (head, headers) = Object::build_head_and_headers(s.status, &s.reason, &s.headers);
             Some(ObjView {
@@ -719,8 +727,8 @@ impl<'s> Task<'s> {
             return Step::Fail.into();
         };
         let shared = &self.shard.shared;
-        let target = bereq.backend.and_then(|b| shared.resolve(b));
-        let Some(be) = target.and_then(|id| shared.vcl.backends.get(id)) else {
+        let target = bereq.backend.and_then(|b| self.run.resolve(b));
+        let Some(be) = target.and_then(|id| self.run.vcl.backends.get(id)) else {
             eprintln!("FetchError {} pipe: no healthy backend", self.xid);
             return Step::Synth(503, None).into();
         };

@@ -31,6 +31,7 @@ use crate::http::response::RespLimits;
 use crate::http::Headers;
 use crate::stats::{ShardCounters, C};
 
+use super::env::Running;
 use super::Shared;
 
 /// What the owner tells a requester about its lookup.
@@ -106,6 +107,8 @@ pub struct Shard {
     pub ttl_params: TtlParams,
     /// Largest body stored in the cache; larger responses are streamed, not stored.
     pub object_max: usize,
+    /// The active VCL as this shard last saw it, with the generation it had then.
+    running: RefCell<(u64, Rc<Running>)>,
 }
 
 impl Shard {
@@ -152,8 +155,32 @@ impl Shard {
             fetch_limits,
             ttl_params,
             object_max: (capacity / 2).max(1),
+            running: RefCell::new((
+                shared.active.generation(),
+                Rc::new(Running {
+                    vcl: shared.active.current(),
+                    health: shared.health.clone(),
+                }),
+            )),
             shared,
         }
+    }
+
+    /// The VCL a new request runs on: the active one. One relaxed load per request; the
+    /// control plane's lock is taken only on the first request after a `vcl.use`.
+    pub fn running(&self) -> Rc<Running> {
+        let gen = self.shared.active.generation();
+        let mut cur = self.running.borrow_mut();
+        if cur.0 != gen {
+            *cur = (
+                gen,
+                Rc::new(Running {
+                    vcl: self.shared.active.current(),
+                    health: self.shared.health.clone(),
+                }),
+            );
+        }
+        cur.1.clone()
     }
 
     #[inline]

@@ -1,0 +1,432 @@
+//! The control plane: loaded VCLs, the active one, backend slots and their admin health.
+//!
+//! Why one owner: `vcl.load`, `vcl.use`, `vcl.discard` and `backend.set_health` change several
+//! things that must stay consistent (which VCLs use which slot, which probe runs for it, what
+//! the board says), and they come from admin threads at any time. `Control` does all of it under
+//! one mutex, on control-plane threads only. The data plane sees two things: the [`Active`] VCL
+//! (an `Arc` swapped under a generation counter, which a shard checks with one relaxed load per
+//! request and re-reads only when it moved) and the health board (atomic bitsets). A shard never
+//! takes this mutex.
+//!
+//! Compiling a VCL (which reads files and resolves host names) happens before the mutex is
+//! taken, so a slow `vcl.load` never holds up another admin command's bookkeeping.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::admin::{AdminHealth, BackendRow, VclRow, VclText};
+use crate::health::slots::{starts_healthy, ProbeChange, ProbeWant, SlotKey, Slots};
+use crate::health::{epoch_now, Health, SlotStatus};
+use crate::vcl::exec::BackendRef;
+use crate::vcl::program::{BackendDef, Endpoint, ObjectKind, Program};
+use crate::vcl::LoadedVcl;
+
+/// The name of the VCL given at startup (`-f` or `-b`), as in varnishd.
+pub const BOOT_VCL: &str = "boot";
+
+/// The active VCL, as the shards read it.
+pub struct Active {
+    generation: AtomicU64,
+    current: Mutex<Arc<LoadedVcl>>,
+}
+
+impl Active {
+    fn new(vcl: Arc<LoadedVcl>) -> Active {
+        Active {
+            generation: AtomicU64::new(1),
+            current: Mutex::new(vcl),
+        }
+    }
+
+    /// Changes whenever the active VCL changes (a shard compares it on every request).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The active VCL now (a shard calls this only when the generation moved).
+    pub fn current(&self) -> Arc<LoadedVcl> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, vcl: Arc<LoadedVcl>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = vcl;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Where probe changes go (the poller's command channel).
+pub type ProbeSink = Box<dyn Fn(ProbeChange) + Send + Sync>;
+
+struct Entry {
+    name: String,
+    vcl: Arc<LoadedVcl>,
+}
+
+struct Inner {
+    vcls: Vec<Entry>,
+    active: String,
+    slots: Slots,
+}
+
+/// The control plane's state (see the module comment).
+pub struct Control {
+    inner: Mutex<Inner>,
+    pub health: Arc<Health>,
+    pub active: Arc<Active>,
+    probes: ProbeSink,
+}
+
+impl Control {
+    /// The control plane with the startup VCL loaded as `boot` and active; its probes start.
+    pub fn boot(vcl: LoadedVcl, health: Arc<Health>, probes: ProbeSink) -> Result<Control, String> {
+        let mut inner = Inner {
+            vcls: Vec::new(),
+            active: BOOT_VCL.to_string(),
+            slots: Slots::new(),
+        };
+        let vcl = install(&mut inner, &health, BOOT_VCL, vcl)?;
+        let c = Control {
+            inner: Mutex::new(inner),
+            health,
+            active: Arc::new(Active::new(vcl)),
+            probes,
+        };
+        c.reconcile(&mut c.lock());
+        Ok(c)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts and stops probes so that each slot runs what the active VCL wants.
+    fn reconcile(&self, inner: &mut Inner) {
+        let active = inner.active.clone();
+        for ch in inner.slots.reconcile(&active) {
+            match &ch {
+                ProbeChange::Stop { slot } => {
+                    let board = &self.health.board;
+                    self.health.update_status(*slot, |s| {
+                        s.probing = false;
+                        s.probe = None;
+                        board.set_probe(*slot, true);
+                    });
+                }
+                ProbeChange::Start { slot, .. } => {
+                    self.health.update_status(*slot, |s| s.probing = true);
+                }
+            }
+            (self.probes)(ch);
+        }
+    }
+
+    fn retire(&self, slot: usize, stop: bool) {
+        let board = &self.health.board;
+        self.health.update_status(slot, |s| {
+            *s = SlotStatus::default();
+            board.set_probe(slot, true);
+            board.set_admin(slot, None);
+        });
+        if stop {
+            (self.probes)(ProbeChange::Stop { slot });
+        }
+    }
+
+    /// The names of the loaded VCLs, in load order.
+    pub fn vcl_names(&self) -> Vec<String> {
+        self.lock().vcls.iter().map(|e| e.name.clone()).collect()
+    }
+}
+
+/// Gives each backend of `vcl` its slot (sharing identical ones), initialises fresh slots'
+/// board bits, and records the VCL as `name`.
+fn install(
+    inner: &mut Inner,
+    health: &Health,
+    name: &str,
+    mut vcl: LoadedVcl,
+) -> Result<Arc<LoadedVcl>, String> {
+    let mut attached = Vec::with_capacity(vcl.backends.len());
+    for (i, def) in vcl.program.backends.iter().enumerate() {
+        let probe = probe_want(&vcl.program, def);
+        let start_healthy = probe.as_ref().is_none_or(starts_healthy);
+        match inner.slots.attach(name, slot_key(def), probe) {
+            Ok((slot, fresh)) => {
+                if fresh {
+                    health.board.set_admin(slot, None);
+                    health.board.set_probe(slot, start_healthy);
+                    health.update_status(slot, |s| {
+                        *s = SlotStatus {
+                            last_change: epoch_now(),
+                            ..SlotStatus::default()
+                        }
+                    });
+                }
+                attached.push((i, slot));
+            }
+            Err(_) => {
+                for &(_, slot) in &attached {
+                    inner.slots.detach(name, slot);
+                }
+                return Err(format!(
+                    "too many backends: at most {} can be loaded at once",
+                    crate::health::MAX_SLOTS
+                ));
+            }
+        }
+    }
+    for (i, slot) in attached {
+        if let Some(b) = vcl.backends.get_mut(i) {
+            b.slot = slot;
+        }
+    }
+    let vcl = Arc::new(vcl);
+    inner.vcls.push(Entry {
+        name: name.to_string(),
+        vcl: vcl.clone(),
+    });
+    Ok(vcl)
+}
+
+fn slot_key(def: &BackendDef) -> SlotKey {
+    let (ipv4, ipv6, path) = match &def.endpoint {
+        Endpoint::None => (None, None, None),
+        Endpoint::Tcp { ipv4, ipv6 } => (*ipv4, *ipv6, None),
+        Endpoint::Uds(p) => (None, None, Some(p.clone())),
+    };
+    SlotKey {
+        name: def.name.clone(),
+        ipv4,
+        ipv6,
+        path,
+    }
+}
+
+/// The probe that runs for backend `def`, if it has one and ringcache can reach it (a TCP
+/// backend; `.path` backends are not probed and count as healthy).
+fn probe_want(program: &Program, def: &BackendDef) -> Option<ProbeWant> {
+    let spec = program.probes.get(def.probe?)?;
+    ProbeWant::for_backend(def, spec, false)
+}
+
+/// Varnish's `backend.list` type word for a director.
+fn kind_word(k: Option<ObjectKind>) -> &'static str {
+    match k {
+        Some(ObjectKind::RoundRobin) => "round-robin",
+        Some(ObjectKind::Fallback) => "fallback",
+        Some(ObjectKind::Random) => "random",
+        Some(ObjectKind::Hash) => "hash",
+        Some(ObjectKind::Shard) => "shard",
+        Some(ObjectKind::LeastConnections) => "least-connections",
+        _ => "director",
+    }
+}
+
+impl crate::admin::Control for Control {
+    fn active_vcl(&self) -> String {
+        self.lock().active.clone()
+    }
+
+    fn backends(&self) -> Vec<BackendRow> {
+        let inner = self.lock();
+        let board = &self.health.board;
+        let mut rows = Vec::new();
+        for e in &inner.vcls {
+            let vcl = &e.vcl;
+            for (be, def) in vcl.backends.iter().zip(&vcl.program.backends) {
+                let status = self.health.status(be.slot);
+                let probed = inner.slots.probed(be.slot);
+                let (ipv4, ipv6) = match &def.endpoint {
+                    Endpoint::Tcp { ipv4, ipv6 } => (*ipv4, *ipv6),
+                    _ => (None, None),
+                };
+                rows.push(BackendRow {
+                    vcl: e.name.clone(),
+                    name: be.name.to_string(),
+                    kind: "backend",
+                    admin: inner.slots.admin(be.slot),
+                    probe: if probed { status.probe } else { None },
+                    healthy: board.healthy(be.slot),
+                    last_change: status.last_change,
+                    ipv4,
+                    ipv6,
+                    members: Vec::new(),
+                });
+            }
+            for (obj, d) in vcl.directors.iter().enumerate() {
+                let Some(decl) = vcl.program.objects.get(obj) else {
+                    continue;
+                };
+                let members: Vec<(String, bool)> = d
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let name = match m {
+                            BackendRef::Backend(id) => {
+                                crate::vcl::loaded::backend_name(vcl, *id).to_string()
+                            }
+                            BackendRef::Director(o) => vcl
+                                .program
+                                .objects
+                                .get(*o)
+                                .map_or("?".into(), |o| o.name.to_string()),
+                        };
+                        let up = match m {
+                            BackendRef::Backend(id) => {
+                                vcl.backends.get(*id).is_some_and(|b| board.healthy(b.slot))
+                            }
+                            BackendRef::Director(_) => true,
+                        };
+                        (name, up)
+                    })
+                    .collect();
+                let last_change = d
+                    .members
+                    .iter()
+                    .filter_map(|m| match m {
+                        BackendRef::Backend(id) => vcl.backends.get(*id),
+                        BackendRef::Director(_) => None,
+                    })
+                    .map(|b| self.health.status(b.slot).last_change)
+                    .fold(0.0, f64::max);
+                rows.push(BackendRow {
+                    vcl: e.name.clone(),
+                    name: decl.name.to_string(),
+                    kind: kind_word(d.kind),
+                    admin: AdminHealth::Auto,
+                    probe: None,
+                    healthy: members.iter().any(|m| m.1),
+                    last_change,
+                    ipv4: None,
+                    ipv6: None,
+                    members,
+                });
+            }
+        }
+        rows
+    }
+
+    fn set_health(&self, targets: &[(String, String)], state: AdminHealth) {
+        let mut inner = self.lock();
+        let mut slots = Vec::new();
+        for (vcl, name) in targets {
+            let Some(e) = inner.vcls.iter().find(|e| &e.name == vcl) else {
+                continue;
+            };
+            if let Some(b) = e.vcl.backends.iter().find(|b| &*b.name == name) {
+                slots.push(b.slot);
+            }
+        }
+        for slot in slots {
+            let before = self.health.board.healthy(slot);
+            if inner.slots.set_admin(slot, state) {
+                self.health.board.set_admin(
+                    slot,
+                    match state {
+                        AdminHealth::Auto => None,
+                        AdminHealth::Healthy => Some(true),
+                        AdminHealth::Sick => Some(false),
+                    },
+                );
+                if self.health.board.healthy(slot) != before {
+                    self.health
+                        .update_status(slot, |s| s.last_change = epoch_now());
+                }
+            }
+        }
+    }
+
+    fn vcl_load(&self, name: &str, text: VclText) -> Result<String, String> {
+        if self.lock().vcls.iter().any(|e| e.name == name) {
+            return Err(format!("Already a VCL named {name}"));
+        }
+        let compiled = match &text {
+            VclText::File(p) => LoadedVcl::from_file(p),
+            VclText::Inline(t) => LoadedVcl::from_text("<vcl.inline>", t),
+        };
+        let (vcl, warnings) = compiled.map_err(|e| e.0)?;
+        let mut inner = self.lock();
+        if inner.vcls.iter().any(|e| e.name == name) {
+            return Err(format!("Already a VCL named {name}"));
+        }
+        install(&mut inner, &self.health, name, vcl)?;
+        self.reconcile(&mut inner);
+        drop(inner);
+        self.health
+            .events
+            .push("VCL_Event", format!("VCL_Event load {name}"));
+        Ok(warnings)
+    }
+
+    fn vcl_use(&self, name: &str) -> Result<(), String> {
+        let mut inner = self.lock();
+        let Some(vcl) = inner
+            .vcls
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.vcl.clone())
+        else {
+            return Err(format!("No VCL named {name} known."));
+        };
+        if inner.active != name {
+            inner.active = name.to_string();
+            self.active.set(vcl);
+            self.reconcile(&mut inner);
+            drop(inner);
+            self.health
+                .events
+                .push("VCL_Event", format!("VCL_Event use {name}"));
+        }
+        Ok(())
+    }
+
+    fn vcl_discard(&self, name: &str) -> Result<(), String> {
+        let mut inner = self.lock();
+        if inner.active == name {
+            return Err(format!("Cannot discard active VCL program {name}"));
+        }
+        let Some(pos) = inner.vcls.iter().position(|e| e.name == name) else {
+            return Err(format!("No VCL named {name} known."));
+        };
+        let e = inner.vcls.remove(pos);
+        for b in &e.vcl.backends {
+            if let Some(stop) = inner.slots.detach(name, b.slot) {
+                self.retire(b.slot, stop);
+            }
+        }
+        self.reconcile(&mut inner);
+        drop(inner);
+        self.health
+            .events
+            .push("VCL_Event", format!("VCL_Event discard {name}"));
+        Ok(())
+    }
+
+    fn vcls(&self) -> Vec<VclRow> {
+        let inner = self.lock();
+        inner
+            .vcls
+            .iter()
+            .map(|e| VclRow {
+                name: e.name.clone(),
+                active: e.name == inner.active,
+                state: "auto",
+                temperature: "warm",
+                busy: 0,
+            })
+            .collect()
+    }
+
+    fn vcl_source(&self, name: &str) -> Option<Vec<(String, String)>> {
+        let inner = self.lock();
+        inner
+            .vcls
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.vcl.sources.clone())
+    }
+}
