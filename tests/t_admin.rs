@@ -843,3 +843,268 @@ fn counters_stale_pooled_connection_is_retried(cores: usize) {
     ];
     assert_counters(&wait_stats(admin, &want), &want);
 }
+
+/// `body` with every `<digits>.<3 digits>` (the JSON time stamps) replaced by `T`.
+fn mask_stamps(body: &str) -> String {
+    let re = regex::Regex::new(r"\d+\.\d{3}\b").expect("regex");
+    re.replace_all(body, "T").into_owned()
+}
+
+/// Splits a `backend.list` row into what precedes its Last change cell and that cell, which
+/// must be an RFC 1123 date within a minute of now.
+fn row_and_date(row: &str) -> &str {
+    let (head, date) = row.split_at(row.len().saturating_sub(29));
+    let t = httpdate::parse_http_date(date)
+        .unwrap_or_else(|e| panic!("bad Last change {date:?} in {row:?}: {e}"));
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    assert!(
+        secs.abs_diff(now_secs()) <= 60,
+        "Last change {date} is not now"
+    );
+    head
+}
+
+// Goal: backend.list and backend.set_health answer with varnishd 7.1's bytes: VTE columns,
+// Admin `healthy` for an auto backend without a probe and `probe` for a director, the forced
+// state in Admin while Health keeps the probe's view, a director counting its healthy members,
+// the -j document, and the error texts.
+// Method: raw CLI; the layouts below are what varnishd 7.1.1 prints for the same names and
+// states (its Last change cells are only checked to be dates of now).
+#[test]
+fn backend_list_and_set_health_bytes() {
+    let o = Origin::fixed("x", &[]);
+    let vcl = format!(
+        "vcl 4.1;\nimport directors;\n{}\n{}\n\
+         sub vcl_init {{ new rr = directors.round_robin(); rr.add_backend(a); rr.add_backend(b); }}\n\
+         sub vcl_recv {{ set req.backend_hint = rr.backend(); return (pass); }}\n",
+        vcl_backend("a", o.addr()),
+        vcl_backend("b", o.addr())
+    );
+    let s = Server::with_vcl(&vcl, 1, &[]);
+    let mut c = AdminConn::open(s.admin_addr(), None);
+    let list = |c: &mut AdminConn, cmd: &str| -> Vec<String> {
+        let r = c.cmd(cmd);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.body.ends_with('\n'), "{r:?}");
+        let mut lines = r.body.lines();
+        assert_eq!(
+            lines.next(),
+            Some("Backend name   Admin      Probe    Health     Last change"),
+            "{r:?}"
+        );
+        lines.map(|l| row_and_date(l).to_string()).collect()
+    };
+    assert_eq!(
+        list(&mut c, "backend.list"),
+        vec![
+            "boot.a         healthy    0/0      healthy    ",
+            "boot.b         healthy    0/0      healthy    ",
+            "boot.rr        probe      2/2      healthy    ",
+        ]
+    );
+    let r = c.cmd("backend.set_health a SICK");
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
+    assert_eq!(
+        list(&mut c, "backend.list *.*"),
+        vec![
+            "boot.a         sick       0/0      healthy    ",
+            "boot.b         healthy    0/0      healthy    ",
+            "boot.rr        probe      1/2      healthy    ",
+        ]
+    );
+    let r = c.cmd("backend.list -j a");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        mask_stamps(&r.body),
+        "[ 3, [\"backend.list\", \"-j\", \"a\"], T,\n  {\n    \"boot.a\": {\n      \
+         \"type\": \"backend\",\n      \"admin_health\": \"sick\",\n      \
+         \"probe_message\": [0, 0, \"healthy\"],\n      \"last_change\": T\n    }\n  }\n]\n"
+    );
+    let r = c.cmd("backend.list -j -p rr");
+    assert_eq!(
+        mask_stamps(&r.body),
+        "[ 3, [\"backend.list\", \"-j\", \"-p\", \"rr\"], T,\n  {\n    \"boot.rr\": {\n      \
+         \"type\": \"round-robin\",\n      \"admin_health\": \"probe\",\n      \
+         \"probe_message\": [1, 2, \"healthy\"],\n      \"probe_details\": {\n        \
+         \"backends\": {\n          \"a\": {\n            \"health\": \"sick\"\n          },\n          \
+         \"b\": {\n            \"health\": \"healthy\"\n          }\n        }\n      },\n      \
+         \"last_change\": T\n    }\n  }\n]\n"
+    );
+    let r = c.cmd("backend.list -p b");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .body
+        .starts_with("Backend name   Admin      Probe    Health     Last change\nboot.b "));
+    for (cmd, status, body) in [
+        ("backend.set_health boot.[ab] auto", 200, ""),
+        ("backend.set_health nosuch sick", 106, "No Backends matches"),
+        ("backend.set_health a maybe", 106, "Invalid state maybe"),
+        ("backend.list -x", 106, "Invalid flag x"),
+        ("backend.list a b", 106, "Too many arguments"),
+    ] {
+        let r = c.cmd(cmd);
+        assert_eq!((r.status, r.body.as_str()), (status, body), "{cmd}");
+    }
+    assert_eq!(
+        list(&mut c, "backend.list"),
+        vec![
+            "boot.a         healthy    0/0      healthy    ",
+            "boot.b         healthy    0/0      healthy    ",
+            "boot.rr        probe      2/2      healthy    ",
+        ]
+    );
+}
+
+// Goal: the vcl.* commands as varnishd 7.1 answers them: load (its refusals in varnishd's
+// order: name, clash, state, compiler), inline, list (text and -j), use (traffic switches at
+// once), show, and discard (globs, all or nothing, never the active VCL).
+// Method: raw CLI and requests; two origins tell the VCLs apart.
+#[test]
+fn vcl_commands_load_use_show_discard() {
+    let one = Origin::fixed("one", &[]);
+    let two = Origin::fixed("two", &[]);
+    let pass = "sub vcl_recv { return (pass); }\n";
+    let s = Server::with_vcl(
+        &format!("vcl 4.1;\n{}\n{pass}", vcl_backend("o", one.addr())),
+        1,
+        &[],
+    );
+    let v2_text = format!("vcl 4.1;\n{}\n{pass}", vcl_backend("o", two.addr()));
+    let v2 = VclFile::new(&v2_text);
+    let bad = VclFile::new(
+        "vcl 4.1;\nbackend o { .host = \"127.0.0.1\"; }\nsub vcl_recv { set req.nosuch = 1; }\n",
+    );
+    let mut c = AdminConn::open(s.admin_addr(), None);
+    let check = |c: &mut AdminConn, cmd: &str, status: u16, body: &str| {
+        let r = c.cmd(cmd);
+        assert_eq!((r.status, r.body.as_str()), (status, body), "{cmd}");
+    };
+    check(
+        &mut c,
+        "vcl.list",
+        200,
+        "active   auto    warm         0    boot\n",
+    );
+    check(&mut c, &format!("vcl.load v2 {}", v2.path_str()), 200, "");
+    check(
+        &mut c,
+        &format!("vcl.load v2 {}", v2.path_str()),
+        106,
+        "Already a VCL named v2",
+    );
+    check(
+        &mut c,
+        &format!("vcl.load 2x {}", v2.path_str()),
+        106,
+        "Illegal character in VCL name ('2')",
+    );
+    check(
+        &mut c,
+        &format!("vcl.load v3 {} bogus", v2.path_str()),
+        106,
+        "State must be one of auto, cold or warm.",
+    );
+    check(
+        &mut c,
+        &format!("vcl.load v3 {} cold", v2.path_str()),
+        300,
+        "ringcache keeps every loaded VCL warm: load it as auto or warm",
+    );
+    let r = c.cmd(&format!("vcl.load v3 {}", bad.path_str()));
+    assert_eq!(r.status, 106, "{r:?}");
+    assert!(r.body.starts_with("Message from VCC-compiler:\n"), "{r:?}");
+    assert!(r.body.contains("req.nosuch"), "{r:?}");
+    assert!(
+        r.body
+            .ends_with("\nRunning VCC-compiler failed, exited with 2\nVCL compilation failed"),
+        "{r:?}"
+    );
+    let inline = "vcl 4.1; backend x { .host = \\\"127.0.0.1\\\"; }";
+    check(&mut c, &format!("vcl.inline v4 \"{inline}\" warm"), 200, "");
+    check(
+        &mut c,
+        "vcl.list",
+        200,
+        "active      auto    warm         0    boot\n\
+         available   auto    warm         0    v2\n\
+         available   auto    warm         0    v4\n",
+    );
+    let r = c.cmd("vcl.list -j");
+    assert_eq!(
+        mask_stamps(&r.body),
+        "[ 2, [\"vcl.list\", \"-j\"], T,\n  {\n    \"status\": \"active\",\n    \
+         \"state\": \"auto\",\n    \"temperature\": \"warm\",\n    \"busy\": 0,\n    \
+         \"name\": \"boot\"\n},\n  {\n    \"status\": \"available\",\n    \"state\": \"auto\",\n    \
+         \"temperature\": \"warm\",\n    \"busy\": 0,\n    \"name\": \"v2\"\n},\n  {\n    \
+         \"status\": \"available\",\n    \"state\": \"auto\",\n    \"temperature\": \"warm\",\n    \
+         \"busy\": 0,\n    \"name\": \"v4\"\n}\n]\n"
+    );
+    // vcl.use switches new requests at once; using the active VCL again says nothing.
+    assert_eq!(get(s.addr(), "/", &[]).body_str(), "one");
+    check(&mut c, "vcl.use v2", 200, "VCL 'v2' now active");
+    assert_eq!(get(s.addr(), "/", &[]).body_str(), "two");
+    check(&mut c, "vcl.use v2", 200, "");
+    check(&mut c, "vcl.use nosuch", 106, "No VCL named nosuch known\n");
+    check(
+        &mut c,
+        "vcl.use 2x",
+        106,
+        "Illegal character in VCL name ('2')",
+    );
+    // vcl.show: the main file; -v every file with its header, the built-in VCL last.
+    check(
+        &mut c,
+        "vcl.show v4",
+        200,
+        "vcl 4.1; backend x { .host = \"127.0.0.1\"; }",
+    );
+    check(&mut c, "vcl.show", 200, &v2_text);
+    let r = c.cmd("vcl.show -v v2");
+    assert_eq!(r.status, 200);
+    let head = format!(
+        "// VCL.SHOW 0 {} {}\n{v2_text}\n// VCL.SHOW 1 ",
+        v2_text.len(),
+        v2.path_str()
+    );
+    assert!(r.body.starts_with(&head), "{r:?}");
+    assert!(r.body.contains(" <builtin>\n"), "{r:?}");
+    check(&mut c, "vcl.show nosuch", 106, "No VCL named 'nosuch'");
+    check(&mut c, "vcl.show a b", 106, "Too many parameters: 'b'");
+    // vcl.discard: every pattern must match, the active VCL never goes; else nothing goes.
+    check(
+        &mut c,
+        "vcl.discard v*",
+        300,
+        "Cannot discard active VCL program v2\n",
+    );
+    check(
+        &mut c,
+        "vcl.discard boot nosuch",
+        106,
+        "No VCL name matches nosuch\n",
+    );
+    check(
+        &mut c,
+        "vcl.list",
+        200,
+        "available   auto    warm         0    boot\n\
+         active      auto    warm         0    v2\n\
+         available   auto    warm         0    v4\n",
+    );
+    check(&mut c, "vcl.discard boot v[4]", 200, "");
+    check(
+        &mut c,
+        "vcl.list",
+        200,
+        "active   auto    warm         0    v2\n",
+    );
+    assert_eq!(get(s.addr(), "/", &[]).body_str(), "two");
+    let r = c.cmd("backend.list");
+    let names: Vec<&str> = r
+        .body
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, vec!["v2.o"], "{r:?}");
+}

@@ -4,12 +4,19 @@
 //! split error) and the session state in, a [`Reply`] out. The texts, status codes, argument
 //! count checks and the unauthenticated session's rules (only `auth`, `help`, `ping`, `quit`;
 //! any failure closes) are Varnish 7.1's, checked against a running varnishd.
+//!
+//! The backend and VCL commands live in `backend` and `vcl_cmds` and reach the server through
+//! `Context::control`; the output helpers they share with the JSON commands here (`Vsb`,
+//! `vte`) are ports of Varnish's, so that column widths and JSON whitespace come out the same.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::protocol::{self, status, CHALLENGE_LEN};
 use super::stat::{self, Filter, Row};
+use super::Control;
+use super::{backend, vcl_cmds};
 use crate::stats::{CounterDef, CounterKind, Format};
 
 /// Reads every counter, summed over shards, in table order.
@@ -22,6 +29,9 @@ pub struct Context {
     pub started: Instant,
     /// `-S`: read again at each `auth`, as Varnish does, so the secret can be rotated.
     pub secret: Option<PathBuf>,
+    /// The server's control plane (backends, health, VCLs); `None` only in unit tests of the
+    /// commands that do not need it.
+    pub control: Option<Arc<dyn Control>>,
 }
 
 /// One connection's state.
@@ -70,6 +80,28 @@ static COMMANDS: &[Command] = &[
         open: true,
         flags: "",
         func: cmd_auth,
+        json: None,
+    },
+    Command {
+        name: "backend.list",
+        syntax: "backend.list [-j] [-p] [<backend_pattern>]",
+        help: "List backends.\n",
+        min: 0,
+        max: Some(2),
+        open: false,
+        flags: "",
+        func: backend::cmd_backend_list,
+        json: Some(backend::cmd_backend_list),
+    },
+    Command {
+        name: "backend.set_health",
+        syntax: "backend.set_health <backend_pattern> [auto|healthy|sick]",
+        help: "Set health status of backend(s) matching <backend_pattern>.",
+        min: 2,
+        max: Some(2),
+        open: false,
+        flags: "",
+        func: backend::cmd_backend_set_health,
         json: None,
     },
     Command {
@@ -137,6 +169,72 @@ static COMMANDS: &[Command] = &[
         flags: "",
         func: cmd_status,
         json: Some(cmd_status_json),
+    },
+    Command {
+        name: "vcl.discard",
+        syntax: "vcl.discard <name_pattern>...",
+        help: "Unload the named configurations (when possible).",
+        min: 1,
+        max: None,
+        open: false,
+        flags: "",
+        func: vcl_cmds::cmd_vcl_discard,
+        json: None,
+    },
+    Command {
+        name: "vcl.inline",
+        syntax: "vcl.inline <configname> <quoted_VCLstring> [auto|cold|warm]",
+        help: "Compile and load the VCL data under the name provided.",
+        min: 2,
+        max: Some(3),
+        open: false,
+        flags: "",
+        func: vcl_cmds::cmd_vcl_inline,
+        json: None,
+    },
+    Command {
+        name: "vcl.list",
+        syntax: "vcl.list [-j]",
+        help: "List all loaded configuration.",
+        min: 0,
+        max: Some(0),
+        open: false,
+        flags: "",
+        func: vcl_cmds::cmd_vcl_list,
+        json: Some(vcl_cmds::cmd_vcl_list_json),
+    },
+    Command {
+        name: "vcl.load",
+        syntax: "vcl.load <configname> <filename> [auto|cold|warm]",
+        help: "Compile and load the VCL file under the name provided.",
+        min: 2,
+        max: Some(3),
+        open: false,
+        flags: "",
+        func: vcl_cmds::cmd_vcl_load,
+        json: None,
+    },
+    Command {
+        name: "vcl.show",
+        syntax: "vcl.show [-v] [<configname>]",
+        help: "Display the source code for the specified configuration.",
+        min: 0,
+        max: Some(2),
+        open: false,
+        flags: "",
+        func: vcl_cmds::cmd_vcl_show,
+        json: None,
+    },
+    Command {
+        name: "vcl.use",
+        syntax: "vcl.use <configname|label>",
+        help: "Switch to the named configuration immediately.",
+        min: 1,
+        max: Some(1),
+        open: false,
+        flags: "",
+        func: vcl_cmds::cmd_vcl_use,
+        json: None,
     },
 ];
 
@@ -299,8 +397,162 @@ fn now_real() -> f64 {
 
 /// `VCLI_JSON_begin(cli, 2, av)`: `[ 2, [args...], now`.
 fn json_begin(av: &[String]) -> String {
+    json_begin_at(2, av, now_real())
+}
+
+/// `VCLI_JSON_begin(cli, version, av)` at time `now`: `[ version, [args...], now` (the caller
+/// then indents by 2, as `VCLI_JSON_begin` does).
+pub(super) fn json_begin_at(version: u32, av: &[String], now: f64) -> String {
     let args: Vec<String> = av.iter().map(|a| stat::json_str(a)).collect();
-    format!("[ 2, [{}], {:.3}", args.join(", "), now_real())
+    format!("[ {version}, [{}], {now:.3}", args.join(", "))
+}
+
+/// The clock the JSON answers stamp (`VTIM_real`).
+pub(super) fn now() -> f64 {
+    now_real()
+}
+
+/// The control plane, or the answer to give without one (unit tests build a `Context` with
+/// `control: None`).
+pub(super) fn control(ctx: &Context) -> Result<&Arc<dyn Control>, (u16, String)> {
+    ctx.control.as_ref().ok_or_else(|| {
+        (
+            status::CANT,
+            "No control plane: backend and VCL commands are unavailable".into(),
+        )
+    })
+}
+
+/// Varnish's `struct vsb` as the CLI answers use it: a string with a pending indentation
+/// (`VSB_indent`). The indentation is written when text is added at the start of a line:
+/// `printf` checks once, before its whole text (as `VSB_printf`), `cat` before each line of
+/// its text (as `VSB_cat`). Porting the C call sequence onto this reproduces Varnish's JSON
+/// whitespace exactly, odd spots included (`vcl.list -j` closes its objects in column 0).
+#[derive(Debug, Default)]
+pub(super) struct Vsb {
+    buf: String,
+    indent: usize,
+}
+
+impl Vsb {
+    pub(super) fn new() -> Vsb {
+        Vsb::default()
+    }
+
+    fn pad(&mut self) {
+        if self.indent > 0 && (self.buf.is_empty() || self.buf.ends_with('\n')) {
+            self.buf.extend(std::iter::repeat_n(' ', self.indent));
+        }
+    }
+
+    /// `VSB_printf`: indentation once (even for an empty text), then the text as is.
+    pub(super) fn printf(&mut self, s: &str) {
+        self.pad();
+        self.buf.push_str(s);
+    }
+
+    /// `VSB_cat`: each line of `s` is added separately, so each gets the indentation.
+    pub(super) fn cat(&mut self, s: &str) {
+        for chunk in s.split_inclusive('\n') {
+            self.pad();
+            self.buf.push_str(chunk);
+        }
+    }
+
+    /// `VSB_indent`: a change that would go below zero is ignored.
+    pub(super) fn indent(&mut self, delta: isize) {
+        if let Some(i) = self.indent.checked_add_signed(delta) {
+            self.indent = i;
+        }
+    }
+
+    pub(super) fn into_string(self) -> String {
+        self.buf
+    }
+}
+
+/// `VCLI_VTE(cli, &vsb, width)`: lays tab-separated text out in columns of dynamic width.
+///
+/// A port of `lib/libvarnish/vte.c` (7.1), quirks included, since scripts parse the result:
+/// a column's width counts the tab before it (every column but the first is one wider than
+/// its widest cell); lines starting with a space are copied as they are and count for no
+/// column; the gap added to every column is `(width - longest line) / number of columns`,
+/// held between 1 and 3; the last cell of a line is not padded.
+pub(super) fn vte(src: &str, width: usize) -> String {
+    let s = src.as_bytes();
+    let mut w_col: Vec<usize> = Vec::new();
+    let (mut n_col, mut w_ln, mut cc, mut wc, mut wl) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < s.len() {
+        if wl == 0 && s[i] == b' ' {
+            while i + 1 < s.len() && s[i] != b'\n' {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if s[i] == b'\t' || s[i] == b'\n' {
+            if w_col.len() <= cc {
+                w_col.resize(cc + 1, 0);
+            }
+            w_col[cc] = w_col[cc].max(wc);
+            cc += 1;
+            wc = 0;
+        }
+        if s[i] == b'\n' {
+            n_col = n_col.max(cc);
+            w_ln = w_ln.max(wl);
+            cc = 0;
+            wc = 0;
+            wl = 0;
+        } else {
+            wc += 1;
+            wl += 1;
+        }
+        i += 1;
+    }
+    if n_col == 0 {
+        return String::new();
+    }
+    let nsp = ((width as i64 - w_ln as i64) / n_col as i64).clamp(1, 3) as usize;
+    let mut out = Vec::with_capacity(s.len() * 2);
+    let (mut cc, mut wc) = (0usize, 0usize);
+    let mut i = 0;
+    while i < s.len() {
+        if wc == 0 && cc == 0 && s[i] == b' ' {
+            while i + 1 < s.len() {
+                out.push(s[i]);
+                if s[i] == b'\n' {
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        match s[i] {
+            b'\t' => {
+                let target = w_col.get(cc).copied().unwrap_or(0) + nsp;
+                while wc < target {
+                    out.push(b' ');
+                    wc += 1;
+                }
+                cc += 1;
+                wc = 0;
+            }
+            b'\n' => {
+                out.push(b'\n');
+                cc = 0;
+                wc = 0;
+            }
+            c => {
+                out.push(c);
+                wc += 1;
+            }
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn cmd_auth(ctx: &Context, sess: &mut Session, av: &[String]) -> (u16, String) {
@@ -470,6 +722,7 @@ mod tests {
                 counters: Box::new(move || s2.snapshot()),
                 started: Instant::now(),
                 secret,
+                control: None,
             },
             stats,
         )
@@ -564,9 +817,145 @@ mod tests {
         let r = run(&c, &mut s, "help");
         assert_eq!(
             r.body,
-            "auth <response>\nbanner\nhelp [-j|<command>]\nping [-j] [<timestamp>]\nquit\n\
-             stat [-1|-j] [-f <glob>]...\nstatus [-j]\n"
+            "auth <response>\nbackend.list [-j] [-p] [<backend_pattern>]\n\
+             backend.set_health <backend_pattern> [auto|healthy|sick]\nbanner\n\
+             help [-j|<command>]\nping [-j] [<timestamp>]\nquit\n\
+             stat [-1|-j] [-f <glob>]...\nstatus [-j]\nvcl.discard <name_pattern>...\n\
+             vcl.inline <configname> <quoted_VCLstring> [auto|cold|warm]\nvcl.list [-j]\n\
+             vcl.load <configname> <filename> [auto|cold|warm]\n\
+             vcl.show [-v] [<configname>]\nvcl.use <configname|label>\n"
         );
+        assert!(COMMANDS.windows(2).all(|w| w[0].name < w[1].name));
+    }
+
+    #[test]
+    fn backend_and_vcl_argument_errors() {
+        // Checked before the control plane is asked, so a context without one answers them;
+        // texts and codes as varnishd 7.1.1 gives them.
+        let (c, _) = ctx(None);
+        let (mut s, _) = open(&c);
+        let check = |s: &mut Session, line: &str, st: u16, body: &str| {
+            let r = run(&c, s, line);
+            assert_eq!((r.status, r.body.as_str()), (st, body), "{line}");
+        };
+        check(&mut s, "backend.list -x", 106, "Invalid flag x");
+        check(&mut s, "backend.list -pq", 106, "Invalid flag q");
+        check(&mut s, "backend.list a b", 106, "Too many arguments");
+        check(&mut s, "backend.list -j a b", 106, "Too many arguments");
+        check(
+            &mut s,
+            "backend.list -p -j s1",
+            105,
+            "Too many parameters\n",
+        );
+        check(&mut s, "backend.list a b c", 105, "Too many parameters\n");
+        check(&mut s, "backend.set_health", 104, "Too few parameters\n");
+        check(
+            &mut s,
+            "backend.set_health a b c",
+            105,
+            "Too many parameters\n",
+        );
+        check(
+            &mut s,
+            "backend.set_health s1 foo",
+            106,
+            "Invalid state foo",
+        );
+        check(
+            &mut s,
+            "backend.set_health s1 deleted",
+            106,
+            "Invalid state deleted",
+        );
+        check(
+            &mut s,
+            "backend.set_health -j s1 sick",
+            102,
+            "JSON unimplemented\n",
+        );
+        check(&mut s, "vcl.load", 104, "Too few parameters\n");
+        check(&mut s, "vcl.load a b c d", 105, "Too many parameters\n");
+        check(
+            &mut s,
+            "vcl.load 4x /f",
+            106,
+            "Illegal character in VCL name ('4')",
+        );
+        check(&mut s, "vcl.inline x", 104, "Too few parameters\n");
+        check(
+            &mut s,
+            "vcl.inline a.b x",
+            106,
+            "Illegal character in VCL name ('.')",
+        );
+        check(&mut s, "vcl.use", 104, "Too few parameters\n");
+        check(
+            &mut s,
+            "vcl.use 4x",
+            106,
+            "Illegal character in VCL name ('4')",
+        );
+        check(&mut s, "vcl.use -j x", 102, "JSON unimplemented\n");
+        check(&mut s, "vcl.discard", 104, "Too few parameters\n");
+        check(&mut s, "vcl.list x", 105, "Too many parameters\n");
+        check(&mut s, "vcl.list -j -j", 105, "Too many parameters\n");
+        check(&mut s, "vcl.show a b", 106, "Too many parameters: 'b'");
+        check(&mut s, "vcl.show -v a b", 105, "Too many parameters\n");
+        check(&mut s, "vcl.show -j x", 102, "JSON unimplemented\n");
+        check(
+            &mut s,
+            "help backend.list",
+            200,
+            "backend.list [-j] [-p] [<backend_pattern>]\nList backends.\n\n",
+        );
+        // Well-formed, but nothing to ask: 300.
+        for line in [
+            "backend.list",
+            "backend.list -j",
+            "backend.set_health s1 sick",
+            "vcl.load v2 /f",
+            "vcl.use v2",
+            "vcl.discard v2",
+            "vcl.list",
+            "vcl.list -j",
+            "vcl.show",
+        ] {
+            assert_eq!(run(&c, &mut s, line).status, 300, "{line}");
+        }
+    }
+
+    #[test]
+    fn vte_layout() {
+        // Column widths count the tab before them; lines starting with a space pass through;
+        // gaps are (80 - longest line) / columns, between 1 and 3.
+        assert_eq!(
+            vte("a\tbb\tc\nddd\te\tf\n", 80),
+            "a     bb    c\nddd   e     f\n"
+        );
+        assert_eq!(vte(" x\ty\na\tb\n", 80), " x\ty\na   b\n");
+        let long = format!("{}\tb\n", "a".repeat(100));
+        assert_eq!(vte(&long, 80), format!("{} b\n", "a".repeat(100)));
+        assert_eq!(vte("", 80), "");
+        assert_eq!(vte("no newline", 80), "");
+    }
+
+    #[test]
+    fn vsb_indents_like_varnish() {
+        let mut v = Vsb::new();
+        v.printf("[");
+        v.indent(2);
+        v.printf(",\n");
+        v.printf("{\n"); // indented: at line start
+        v.indent(2);
+        v.cat("a\nb\n"); // each line indented
+        v.printf("c\nd"); // once, at the start only
+        v.indent(-2);
+        v.printf("\n}");
+        v.indent(-10); // below zero: ignored
+        v.printf("\n");
+        v.printf(""); // an empty printf still indents at a line start
+        assert_eq!(v.into_string(), "[,\n  {\n    a\n    b\n    c\nd\n}\n  ");
     }
 
     #[test]

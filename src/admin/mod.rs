@@ -12,11 +12,13 @@
 //! for the clock), `stat` varnishstat's output formats, `server` the listener, `client` the
 //! `ringcache adm` / `ringcache stat` side. See docs/admin.md.
 
+pub mod backend;
 pub mod client;
 pub mod commands;
 pub mod protocol;
 pub mod server;
 pub mod stat;
+pub mod vcl_cmds;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,4 +39,78 @@ impl Default for AdminConfig {
             secret: None,
         }
     }
+}
+
+/// Admin health of a backend slot (`backend.set_health`): `Auto` lets the probe decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdminHealth {
+    #[default]
+    Auto,
+    Healthy,
+    Sick,
+}
+
+pub use crate::health::ProbeView;
+
+/// One row of `backend.list`: a backend (or director) of one loaded VCL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendRow {
+    pub vcl: String,
+    pub name: String,
+    /// `backend`, or the director type (`round-robin`, `fallback`, `random`, `hash`, `shard`).
+    pub kind: &'static str,
+    pub admin: AdminHealth,
+    /// `None`: the backend has no probe.
+    pub probe: Option<ProbeView>,
+    /// What a fetch would see now (admin override, else probe, else healthy).
+    pub healthy: bool,
+    /// Seconds since the epoch of the last health change.
+    pub last_change: f64,
+    pub ipv4: Option<SocketAddr>,
+    pub ipv6: Option<SocketAddr>,
+    /// For a director: its members' names and health, in order.
+    pub members: Vec<(String, bool)>,
+}
+
+/// One row of `vcl.list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VclRow {
+    pub name: String,
+    pub active: bool,
+    /// `auto` (ringcache keeps every loaded VCL warm: its probes run until it is discarded).
+    pub state: &'static str,
+    pub temperature: &'static str,
+    /// Requests in flight on it (0 when unknown).
+    pub busy: u64,
+}
+
+/// Where `vcl.load` / `vcl.inline` take the VCL text from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VclText {
+    File(PathBuf),
+    Inline(String),
+}
+
+/// What the admin commands ask of the running server's control plane (implemented by
+/// `crate::control::Control`). Every call runs on an admin thread; none touches a shard.
+pub trait Control: Send + Sync {
+    /// The active VCL's name (`boot` for the one given at startup).
+    fn active_vcl(&self) -> String;
+    /// Every backend and director of every loaded VCL: VCLs in load order, backends in
+    /// declaration order, then directors in `vcl_init` order.
+    fn backends(&self) -> Vec<BackendRow>;
+    /// Sets the admin health of each `(vcl, backend)`; slots are shared, so a backend declared
+    /// identically in two VCLs changes in both.
+    fn set_health(&self, targets: &[(String, String)], state: AdminHealth);
+    /// Compiles and loads a VCL as `name` (it starts probing at once, as Varnish's `auto`
+    /// state does). `Ok`: the compiler's warnings (may be empty); `Err`: its error text.
+    fn vcl_load(&self, name: &str, text: VclText) -> Result<String, String>;
+    /// Makes `name` the active VCL (new requests use it at once).
+    fn vcl_use(&self, name: &str) -> Result<(), String>;
+    /// Unloads `name` (never the active one); its backends' slots retire when no VCL uses them.
+    fn vcl_discard(&self, name: &str) -> Result<(), String>;
+    /// Every loaded VCL, in load order.
+    fn vcls(&self) -> Vec<VclRow>;
+    /// The source files of `name`: the main file first, then each include, as (name, text).
+    fn vcl_source(&self, name: &str) -> Option<Vec<(String, String)>>;
 }
