@@ -14,7 +14,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::admin::{AdminHealth, BackendRow, VclRow, VclText};
+use crate::admin::{AdminHealth, BackendRow, PollerStats, VclRow, VclText};
+use crate::health::poller::Lateness;
 use crate::health::slots::{starts_healthy, ProbeChange, ProbeWant, SlotKey, Slots};
 use crate::health::{epoch_now, Health, SlotStatus};
 use crate::vcl::exec::BackendRef;
@@ -78,11 +79,18 @@ pub struct Control {
     pub health: Arc<Health>,
     pub active: Arc<Active>,
     probes: ProbeSink,
+    /// How late the poller starts probes (written by the poller thread).
+    lateness: Arc<Lateness>,
 }
 
 impl Control {
     /// The control plane with the startup VCL loaded as `boot` and active; its probes start.
-    pub fn boot(vcl: LoadedVcl, health: Arc<Health>, probes: ProbeSink) -> Result<Control, String> {
+    pub fn boot(
+        vcl: LoadedVcl,
+        health: Arc<Health>,
+        probes: ProbeSink,
+        lateness: Arc<Lateness>,
+    ) -> Result<Control, String> {
         let mut inner = Inner {
             vcls: Vec::new(),
             active: BOOT_VCL.to_string(),
@@ -94,6 +102,7 @@ impl Control {
             health,
             active: Arc::new(Active::new(vcl)),
             probes,
+            lateness,
         };
         c.reconcile(&mut c.lock());
         Ok(c)
@@ -419,6 +428,21 @@ impl crate::admin::Control for Control {
                 busy: 0,
             })
             .collect()
+    }
+
+    fn poller_stats(&self, reset: bool) -> PollerStats {
+        let l = &self.lateness;
+        let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let s = PollerStats {
+            probes: l.count(),
+            p50_us: us(l.p50()),
+            p99_us: us(l.p99()),
+            max_us: us(l.max()),
+        };
+        if reset {
+            l.reset();
+        }
+        s
     }
 
     fn vcl_source(&self, name: &str) -> Option<Vec<(String, String)>> {

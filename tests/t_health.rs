@@ -610,3 +610,30 @@ fn real_varnishadm_backend_commands() {
     assert!(r.stdout.contains("Current states"), "{r:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// Goal: `poller.stats` (ringcache extension) counts the probes the poller started and how late
+// they started; `-r` starts a new measurement.
+#[test]
+fn poller_stats_count_probes() {
+    let b = ProbeBackend::start(|_| Act::Answer(ok_close()));
+    let vcl = format!(
+        "vcl 4.1;\n{}",
+        backend("be", b.addr, ".interval = 50ms; .initial = 3;")
+    );
+    let s = Server::with_vcl(&vcl, 1, &[]);
+    let mut adm = AdminConn::open(s.admin_addr(), None);
+    let probes = |adm: &mut AdminConn, arg: &str| -> u64 {
+        let r = adm.cmd(&format!("poller.stats{arg}"));
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.body.contains("lateness_p99_us "), "{r:?}");
+        r.body
+            .lines()
+            .find_map(|l| l.strip_prefix("probes "))
+            .and_then(|v| v.parse().ok())
+            .expect("a probes line")
+    };
+    assert!(wait_until(Duration::from_secs(10), || b.count() >= 4));
+    assert!(probes(&mut adm, " -r") >= 4);
+    assert!(probes(&mut adm, "") < 4, "-r did not reset");
+    assert_eq!(adm.cmd("poller.stats -x").status, 106);
+}

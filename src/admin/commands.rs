@@ -138,6 +138,17 @@ static COMMANDS: &[Command] = &[
         json: Some(cmd_ping_json),
     },
     Command {
+        name: "poller.stats",
+        syntax: "poller.stats [-r]",
+        help: "Show the poller's probe count and lateness; -r resets them (ringcache extension).",
+        min: 0,
+        max: Some(1),
+        open: false,
+        flags: "",
+        func: cmd_poller_stats,
+        json: None,
+    },
+    Command {
         name: "quit",
         syntax: "quit",
         help: "Close connection.",
@@ -649,6 +660,32 @@ fn cmd_ping(_: &Context, _: &mut Session, _: &[String]) -> (u16, String) {
 
 fn cmd_ping_json(_: &Context, _: &mut Session, av: &[String]) -> (u16, String) {
     (status::OK, format!("{}, \"PONG\"\n\n]\n", json_begin(av)))
+}
+
+/// `poller.stats [-r]`: how many probes started and how late (start minus due time).
+fn cmd_poller_stats(ctx: &Context, _: &mut Session, av: &[String]) -> (u16, String) {
+    let reset = match av.get(1).map(String::as_str) {
+        None => false,
+        Some("-r") => true,
+        Some(other) => {
+            return (
+                status::PARAM,
+                format!("Unknown option \"{other}\" (poller.stats [-r])\n"),
+            )
+        }
+    };
+    let c = match control(ctx) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let s = c.poller_stats(reset);
+    (
+        status::OK,
+        format!(
+            "probes {}\nlateness_p50_us {}\nlateness_p99_us {}\nlateness_max_us {}\n",
+            s.probes, s.p50_us, s.p99_us, s.max_us
+        ),
+    )
 }
 
 fn cmd_quit(_: &Context, _: &mut Session, _: &[String]) -> (u16, String) {

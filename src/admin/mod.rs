@@ -84,6 +84,15 @@ pub struct VclRow {
     pub busy: u64,
 }
 
+/// What `poller.stats` shows: probes started, and how late they started (µs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollerStats {
+    pub probes: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
 /// Where `vcl.load` / `vcl.inline` take the VCL text from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VclText {
@@ -113,4 +122,7 @@ pub trait Control: Send + Sync {
     fn vcls(&self) -> Vec<VclRow>;
     /// The source files of `name`: the main file first, then each include, as (name, text).
     fn vcl_source(&self, name: &str) -> Option<Vec<(String, String)>>;
+    /// The poller's probe count and lateness since start (or the last reset); `reset` starts
+    /// a new measurement after reading.
+    fn poller_stats(&self, reset: bool) -> PollerStats;
 }

@@ -257,6 +257,7 @@ pub fn run(config: Config) -> Result<(), BootError> {
         stop.clone(),
     )
     .map_err(|e| BootError(format!("cannot start the poller thread: {e}")))?;
+    let lateness = poller.lateness.clone();
     let control = Arc::new(
         crate::control::Control::boot(
             vcl,
@@ -270,6 +271,7 @@ pub fn run(config: Config) -> Result<(), BootError> {
                     ProbeChange::Stop { slot } => Cmd::Stop { slot },
                 });
             }),
+            lateness,
         )
         .map_err(BootError)?,
     );
