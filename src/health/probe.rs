@@ -824,6 +824,37 @@ mod tests {
     }
 
     #[test]
+    fn connect_timeout() {
+        use socket2::{Domain, Socket, Type};
+        // A listener that never accepts, its accept queue filled: further SYNs are dropped and
+        // a connect hangs until our deadline.
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        l.listen(0).unwrap();
+        let addr = l.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&addr.into());
+            fillers.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        on_both(|| async {
+            let mut t = target(addr);
+            t.timeout = Duration::from_millis(300);
+            let t0 = Instant::now();
+            let p = poke(&t).await;
+            let took = t0.elapsed();
+            assert!(took < Duration::from_millis(1000), "{took:?}");
+            assert_eq!(p.bits, 0, "{p:?}");
+            assert_eq!(p.message, "Open error 110 (Connection timed out)");
+        });
+        drop(fillers);
+    }
+
+    #[test]
     fn reset_while_reading_is_a_read_error() {
         on_both(|| async {
             let (addr, h) = backend(1, |mut s| {
