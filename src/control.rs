@@ -430,6 +430,15 @@ impl crate::admin::Control for Control {
             .collect()
     }
 
+    fn events(&self, after: u64, max: usize) -> Vec<(u64, &'static str, String)> {
+        self.health
+            .events
+            .since(after, max)
+            .into_iter()
+            .map(|e| (e.seq, e.tag, e.line))
+            .collect()
+    }
+
     fn poller_stats(&self, reset: bool) -> PollerStats {
         let l = &self.lateness;
         let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);

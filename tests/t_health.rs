@@ -637,3 +637,43 @@ fn poller_stats_count_probes() {
     assert!(probes(&mut adm, "") < 4, "-r did not reset");
     assert_eq!(adm.cmd("poller.stats -x").status, 106);
 }
+
+// Goal: `Backend_health` lines also reach the admin log stream (`log.read`, ringcache
+// extension), filterable by tag and resumable by sequence number.
+#[test]
+fn backend_health_on_the_admin_log() {
+    let b = ProbeBackend::start(|_| Act::Answer(ok_close()));
+    let vcl = format!(
+        "vcl 4.1;\n{}",
+        backend(
+            "be",
+            b.addr,
+            ".interval = 50ms; .window = 3; .threshold = 2; .initial = 0;"
+        )
+    );
+    let s = Server::with_vcl(&vcl, 1, &[]);
+    let mut adm = AdminConn::open(s.admin_addr(), None);
+    let read = |adm: &mut AdminConn, args: &str| -> Vec<(u64, String)> {
+        let r = adm.cmd(&format!("log.read{args}"));
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body
+            .lines()
+            .filter_map(|l| {
+                let (n, rest) = l.split_once(' ')?;
+                Some((n.parse().ok()?, rest.to_string()))
+            })
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(10), || {
+        read(&mut adm, " -i Backend_health")
+            .iter()
+            .any(|(_, l)| l.starts_with("Backend_health - be Went healthy "))
+    }));
+    let all = read(&mut adm, " -i Backend_health");
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in order");
+    let last = all.last().map(|e| e.0).unwrap_or(0);
+    let later = read(&mut adm, &format!(" -i backend_health {last}"));
+    assert!(later.iter().all(|e| e.0 > last));
+    assert!(read(&mut adm, " -i VCL_Event").is_empty());
+    assert_eq!(adm.cmd("log.read x").status, 106);
+}

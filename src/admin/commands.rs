@@ -127,6 +127,17 @@ static COMMANDS: &[Command] = &[
         json: Some(cmd_help_json),
     },
     Command {
+        name: "log.read",
+        syntax: "log.read [-i <tag>]... [<after>]",
+        help: "Show logged events (Backend_health, VCL_Event) after sequence number <after> (ringcache extension).",
+        min: 0,
+        max: None,
+        open: false,
+        flags: "",
+        func: cmd_log_read,
+        json: None,
+    },
+    Command {
         name: "ping",
         syntax: "ping [-j] [<timestamp>]",
         help: "Keep connection alive.",
@@ -660,6 +671,46 @@ fn cmd_ping(_: &Context, _: &mut Session, _: &[String]) -> (u16, String) {
 
 fn cmd_ping_json(_: &Context, _: &mut Session, av: &[String]) -> (u16, String) {
     (status::OK, format!("{}, \"PONG\"\n\n]\n", json_begin(av)))
+}
+
+/// Most events one `log.read` returns.
+const LOG_READ_MAX: usize = 1000;
+
+/// `log.read [-i <tag>]... [<after>]`: the events kept in the control plane's log with a
+/// sequence number above `after` (0: all kept), oldest first, one per line as `<seq> <line>`;
+/// `-i` keeps only those tags. A reader polls with the last number it saw.
+fn cmd_log_read(ctx: &Context, _: &mut Session, av: &[String]) -> (u16, String) {
+    let mut tags: Vec<&str> = Vec::new();
+    let mut after = 0u64;
+    let mut args = av[1..].iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-i" => match args.next() {
+                Some(t) => tags.push(t),
+                None => return (status::PARAM, "Option -i needs a <tag>\n".into()),
+            },
+            s => match s.parse() {
+                Ok(n) => after = n,
+                Err(_) => {
+                    return (
+                        status::PARAM,
+                        format!("Unknown argument \"{s}\" (log.read [-i <tag>]... [<after>])\n"),
+                    )
+                }
+            },
+        }
+    }
+    let c = match control(ctx) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let mut out = String::new();
+    for (seq, tag, line) in c.events(after, LOG_READ_MAX) {
+        if tags.is_empty() || tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
+            out.push_str(&format!("{seq} {line}\n"));
+        }
+    }
+    (status::OK, out)
 }
 
 /// `poller.stats [-r]`: how many probes started and how late (start minus due time).

@@ -125,4 +125,7 @@ pub trait Control: Send + Sync {
     /// The poller's probe count and lateness since start (or the last reset); `reset` starts
     /// a new measurement after reading.
     fn poller_stats(&self, reset: bool) -> PollerStats;
+    /// Logged events with a sequence number above `after`, oldest first, at most `max`:
+    /// (sequence number, tag, line).
+    fn events(&self, after: u64, max: usize) -> Vec<(u64, &'static str, String)>;
 }
