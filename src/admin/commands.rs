@@ -907,7 +907,7 @@ mod tests {
             r.body,
             "auth <response>\nbackend.list [-j] [-p] [<backend_pattern>]\n\
              backend.set_health <backend_pattern> [auto|healthy|sick]\nbanner\n\
-             help [-j|<command>]\nping [-j] [<timestamp>]\nquit\n\
+             help [-j|<command>]\nlog.read [-i <tag>]... [<after>]\nping [-j] [<timestamp>]\npoller.stats [-r]\nquit\n\
              stat [-1|-j] [-f <glob>]...\nstatus [-j]\nvcl.discard <name_pattern>...\n\
              vcl.inline <configname> <quoted_VCLstring> [auto|cold|warm]\nvcl.list [-j]\n\
              vcl.load <configname> <filename> [auto|cold|warm]\n\
