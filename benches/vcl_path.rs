@@ -5,7 +5,10 @@
 //! Why: the load test compares the two servers end to end through the kernel and wrk, where the
 //! VCL's share is a few percent and noisy; this isolates it as ns/op so a change to the
 //! interpreter shows up directly. `cargo bench --bench vcl_path` runs it; under `cargo test`
-//! it runs a few iterations only, as a smoke test.
+//! it runs a few iterations only, as a smoke test. It also prints the time of each of these
+//! VCLs' regexes on the request through `vcl::re` and through the `regex` crate alone.
+//! `VCL_PATH_ONLY=none|b|routing|FILE` runs one case, or the VCL in FILE, once (to profile
+//! it with callgrind or perf).
 
 mod common;
 
@@ -31,11 +34,14 @@ fn object() -> Arc<Object> {
 }
 
 fn routing() -> LoadedVcl {
-    let text = include_str!("../loadtest/routing.vcl").replace("@PORT@", "8080");
-    let (mut map, parsed) = parse_str("routing.vcl", &text);
-    let vcl = parsed.expect("routing.vcl parses");
-    let p = compile(&mut map, &vcl, &CompileOptions::default()).expect("routing.vcl compiles");
-    LoadedVcl::prepare(p).expect("routing.vcl loads")
+    load(&include_str!("../loadtest/routing.vcl").replace("@PORT@", "8080"))
+}
+
+fn load(text: &str) -> LoadedVcl {
+    let (mut map, parsed) = parse_str("routing.vcl", text);
+    let vcl = parsed.expect("the VCL parses");
+    let p = compile(&mut map, &vcl, &CompileOptions::default()).expect("the VCL compiles");
+    LoadedVcl::prepare(p).expect("the VCL loads")
 }
 
 /// ns per request for recv + hash (key taken) + hit + deliver; with `vcl` `None`, the same
@@ -94,6 +100,24 @@ fn main() {
     })
     .expect("-b VCL");
     let r = routing();
+    // `VCL_PATH_ONLY=none|b|routing|FILE`: that case (or the VCL in FILE) alone, once (for a
+    // profiler such as callgrind).
+    if let Ok(which) = std::env::var("VCL_PATH_ONLY") {
+        let f;
+        let vcl = match which.as_str() {
+            "none" => None,
+            "b" => Some(&b),
+            "routing" => Some(&r),
+            file => {
+                let text = std::fs::read_to_string(file).expect("VCL_PATH_ONLY: a VCL file");
+                f = load(&text.replace("@PORT@", "8080"));
+                Some(&f)
+            }
+        };
+        let ns = measure(vcl, iterations);
+        println!("vcl_path: {which}: {iterations} iterations, {ns:.0} ns/op");
+        return;
+    }
     // Alternate to share the machine's drift.
     let (mut n0, mut nb, mut nr) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3 {
@@ -115,5 +139,45 @@ fn main() {
             nr[1],
             nr[1] - n0[1]
         );
+    }
+    regexes(if full { 2_000_000 } else { 1_000 }, full);
+}
+
+/// ns per match of the regexes the two VCLs run on the benchmark's request (and on a few
+/// longer subjects), through `vcl::re` (the fast forms) and through the `regex` crate alone.
+fn regexes(iterations: u32, print: bool) {
+    let cases = [
+        ("[[:upper:]]", "127.0.0.1:6081"),
+        (":[0-9]+$", "127.0.0.1:6081"),
+        (r"^(api|rest)\.example\.(com|net)$", "127.0.0.1"),
+        ("^/api/", "/obj"),
+        ("^/(static|assets|img)/", "/obj"),
+        ("[?&](utm_[a-z]+|gclid|fbclid)=", "/obj"),
+        ("gzip", "gzip, deflate, br"),
+        // Subjects the length check does not turn away.
+        (r"^(api|rest)\.example\.(com|net)$", "rest.example.net"),
+        ("^/(static|assets|img)/", "/img/logo.png"),
+        (
+            "[?&](utm_[a-z]+|gclid|fbclid)=",
+            "/p/1234?ref=home&utm_source=news",
+        ),
+        ("[?&](utm_[a-z]+|gclid|fbclid)=", "/p/1234/reviews"),
+    ];
+    let time = |f: &dyn Fn(&[u8]) -> bool, h: &[u8]| {
+        let start = Instant::now();
+        for _ in 0..iterations {
+            std::hint::black_box(f(std::hint::black_box(h)));
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(iterations)
+    };
+    let mut line = String::from("vcl_path: regex ns/match (vcl::re / regex crate):");
+    for (pat, subject) in cases {
+        let re = ringcache::vcl::re::Regex::new(pat, 1 << 22).expect("regex");
+        let fast = time(&|h| re.is_match(h), subject.as_bytes());
+        let plain = time(&|h| re.regex().is_match(h), subject.as_bytes());
+        line.push_str(&format!(" {pat} on {subject:?} {fast:.1}/{plain:.1};"));
+    }
+    if print {
+        println!("{}", line.trim_end_matches(';'));
     }
 }

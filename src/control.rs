@@ -284,12 +284,7 @@ impl crate::admin::Control for Control {
                                 .get(*o)
                                 .map_or("?".into(), |o| o.name.to_string()),
                         };
-                        let up = match m {
-                            BackendRef::Backend(id) => {
-                                vcl.backends.get(*id).is_some_and(|b| board.healthy(b.slot))
-                            }
-                            BackendRef::Director(_) => true,
-                        };
+                        let up = vcl.healthy_with(*m, &|slot| board.healthy(slot));
                         (name, up)
                     })
                     .collect();

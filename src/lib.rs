@@ -12,6 +12,7 @@ pub mod backend;
 pub mod cache;
 pub mod cli;
 pub mod control;
+pub mod director;
 pub mod health;
 pub mod http;
 pub mod params;

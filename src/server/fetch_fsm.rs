@@ -23,10 +23,10 @@ use crate::cache::{CacheKey, ObjKind, Object, VarySpec};
 use crate::http::request::BodyFraming;
 use crate::http::{write, Headers};
 use crate::stats::C;
-use crate::vcl::exec::{self, BackendRef, BereqCtx, BerespCtx, Ctx, Outcome};
+use crate::vcl::exec::{self, BackendRef, BereqCtx, BerespCtx, Ctx, Outcome, Site};
 use crate::vcl::program::Method as Sub;
 
-use super::env::{call_vcl, Running};
+use super::env::{call_vcl, InUseGuard, Running};
 use super::io::secs;
 use super::shard::{unix_now, BusyGuard, Shard};
 
@@ -59,6 +59,8 @@ pub struct Streamed {
     pub f: Fetched,
     /// Where `f`'s connection goes back to when the body is read whole.
     pub addr: SocketAddr,
+    /// Counts the fetch as in flight (least_connections) until the response is delivered.
+    pub in_use: InUseGuard,
 }
 
 /// How a fetch ended, for the client side.
@@ -103,6 +105,13 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
     ctx.conn = r.conn;
     ctx.rng.set(xid.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     ctx.bereq = Some(r.bereq);
+    if run.vcl.has_shard {
+        // The shard director's `by=HASH` reads the request's hash inputs on this side.
+        if let FetchMode::Miss { key, .. } | FetchMode::Background { key, .. } = &mode {
+            ctx.hash.buf = key.bytes.to_vec();
+            ctx.hash.parts = key.bytes.iter().filter(|b| **b == 0).count();
+        }
+    }
     let mut st = St::Fetch;
     loop {
         ctx.now = unix_now();
@@ -120,13 +129,23 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                 let Some(bereq) = ctx.bereq.as_ref() else {
                     return fail(shard, mode, xid);
                 };
-                let target = bereq.backend.and_then(|b| run.resolve(b));
-                let Some((id, addr)) =
-                    target.and_then(|id| Some((id, run.vcl.backends.get(id)?.addr?)))
-                else {
-                    let why = match bereq.backend {
-                        None => "no backend".to_string(),
-                        Some(b) => {
+                let site = Site {
+                    sub: Sub::BackendFetch,
+                    url: Some(&bereq.url),
+                    hash: (ctx.hash.parts > 0).then_some(&ctx.hash.buf[..]),
+                    now: ctx.now,
+                };
+                let target = bereq.backend.and_then(|b| run.resolve(b, &site));
+                let Some((id, addr, slot)) = target.and_then(|id| {
+                    let be = run.vcl.backends.get(id)?;
+                    Some((id, be.addr?, be.slot))
+                }) else {
+                    let why = match (bereq.backend, target) {
+                        (None, _) => "no backend".to_string(),
+                        (Some(b @ BackendRef::Director(_)), None) => {
+                            format!("Director {} returned no backend", name_of(&run.vcl, b))
+                        }
+                        (Some(b), _) => {
                             format!("backend {}: unhealthy or unreachable", name_of(&run.vcl, b))
                         }
                     };
@@ -134,6 +153,7 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                     st = St::Error(503, None);
                     continue;
                 };
+                let in_use = run.in_use.enter(slot);
                 match send(shard, run, bereq, id, addr, &r.body, r.has_body).await {
                     Err(e) => {
                         log_fetch_error(shard, xid, addr, &e);
@@ -170,6 +190,7 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                             hit_for_pass,
                             mode,
                             xid,
+                            in_use,
                         };
                         return finish(shard, &mut ctx, r.req_headers, f, addr, how).await;
                     }
@@ -390,6 +411,7 @@ struct FinishHow {
     hit_for_pass: Option<Option<f64>>,
     mode: FetchMode,
     xid: u64,
+    in_use: InUseGuard,
 }
 
 /// `vcl_backend_response` returned deliver (or pass): store, mark or stream.
@@ -427,6 +449,7 @@ async fn finish(
         && f.body
             .known_length()
             .is_some_and(|n| n as usize > shard.object_max);
+    let in_use = how.in_use;
     let streamed = |f: Fetched, beresp: BerespCtx| {
         FetchOutcome::Stream(Box::new(Streamed {
             status: beresp.status,
@@ -441,6 +464,7 @@ async fn finish(
             headers: beresp.headers,
             f,
             addr,
+            in_use,
         }))
     };
     let (key, guard) = match how.mode {

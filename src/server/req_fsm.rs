@@ -22,7 +22,7 @@ use crate::cache::{CacheKey, ObjKind, Object};
 use crate::http::request::{BodyFraming, RequestHead, Version};
 use crate::http::{write, Headers};
 use crate::stats::C;
-use crate::vcl::exec::{self, BereqCtx, Ctx, ObjView, Outcome, ReqCtx, RespCtx};
+use crate::vcl::exec::{self, BereqCtx, Ctx, ObjView, Outcome, ReqCtx, RespCtx, Site};
 use crate::vcl::program::Method as Sub;
 
 use super::deliver::{self, ClientInfo, Next, StreamExtra};
@@ -727,7 +727,13 @@ impl<'s> Task<'s> {
             return Step::Fail.into();
         };
         let shared = &self.shard.shared;
-        let target = bereq.backend.and_then(|b| self.run.resolve(b));
+        let site = Site {
+            sub: Sub::Pipe,
+            url: Some(&bereq.url),
+            hash: None,
+            now: self.ctx.now,
+        };
+        let target = bereq.backend.and_then(|b| self.run.resolve(b, &site));
         let Some(be) = target.and_then(|id| self.run.vcl.backends.get(id)) else {
             eprintln!("FetchError {} pipe: no healthy backend", self.xid);
             return Step::Synth(503, None).into();

@@ -31,7 +31,7 @@ use crate::http::response::RespLimits;
 use crate::http::Headers;
 use crate::stats::{ShardCounters, C};
 
-use super::env::Running;
+use super::env::{InUse, Running};
 use super::Shared;
 
 /// What the owner tells a requester about its lookup.
@@ -109,6 +109,8 @@ pub struct Shard {
     pub object_max: usize,
     /// The active VCL as this shard last saw it, with the generation it had then.
     running: RefCell<(u64, Rc<Running>)>,
+    /// Fetches in flight per backend slot (least_connections), kept across `vcl.use`.
+    in_use: Rc<InUse>,
 }
 
 impl Shard {
@@ -137,6 +139,7 @@ impl Shard {
             clock_skew: p.clock_skew,
         };
         let conn_limit = p.client_conn_max.div_ceil(shared.shards as u64).max(1);
+        let in_use = Rc::new(InUse::default());
         Shard {
             id,
             store: RefCell::new(Store::new(StoreLimits {
@@ -157,11 +160,14 @@ impl Shard {
             object_max: (capacity / 2).max(1),
             running: RefCell::new((
                 shared.active.generation(),
-                Rc::new(Running {
-                    vcl: shared.active.current(),
-                    health: shared.health.clone(),
-                }),
+                Rc::new(Running::new(
+                    shared.active.current(),
+                    shared.health.clone(),
+                    in_use.clone(),
+                    id as u64,
+                )),
             )),
+            in_use,
             shared,
         }
     }
@@ -174,10 +180,12 @@ impl Shard {
         if cur.0 != gen {
             *cur = (
                 gen,
-                Rc::new(Running {
-                    vcl: self.shared.active.current(),
-                    health: self.shared.health.clone(),
-                }),
+                Rc::new(Running::new(
+                    self.shared.active.current(),
+                    self.shared.health.clone(),
+                    self.in_use.clone(),
+                    self.id as u64,
+                )),
             );
         }
         cur.1.clone()

@@ -252,7 +252,7 @@ struct Ck<'a> {
     objects: Vec<ObjectDecl>,
     subs: Vec<SubCode>,
     sub_info: Vec<SubInfo>,
-    regexes: HashMap<String, Arc<regex::bytes::Regex>>,
+    regexes: HashMap<String, Arc<super::re::Regex>>,
     cur: SubId,
     undefined: HashSet<String>,
     default_probe: Option<ProbeId>,
@@ -1700,7 +1700,7 @@ impl<'a> Ck<'a> {
         None
     }
 
-    fn regex_lit(&mut self, e: &ast::Expr) -> Option<Arc<regex::bytes::Regex>> {
+    fn regex_lit(&mut self, e: &ast::Expr) -> Option<Arc<super::re::Regex>> {
         fn collect(e: &ast::Expr, out: &mut String) -> bool {
             match &e.kind {
                 AK::Str(s) => {
@@ -1724,10 +1724,7 @@ impl<'a> Ck<'a> {
         if let Some(r) = self.regexes.get(&pat) {
             return Some(r.clone());
         }
-        match regex::bytes::RegexBuilder::new(&pat)
-            .size_limit(1 << 22)
-            .build()
-        {
+        match super::re::Regex::new(&pat, 1 << 22) {
             Ok(r) => {
                 let r = Arc::new(r);
                 self.regexes.insert(pat, r.clone());

@@ -9,7 +9,15 @@
 //! Allocation: a VCL that only reads and compares allocates nothing. Strings are
 //! `Cow<[u8]>` borrowed from the context (header values, URL) or from the program (literals);
 //! comparisons and regex matches work on those slices. Only what the VCL builds (concatenation,
-//! `regsub` that matched, case conversion, number formatting) or writes (`set`) allocates.
+//! `regsub` that replaced inside the subject, case conversion, number formatting) or writes
+//! (`set` of a literal or of a built string) allocates: a `regsub` that deletes at either end
+//! of its subject is a slice of it, and `set` of a slice of a field shares that field's buffer
+//! (`set req.http.Host = regsub(req.http.Host, ":[0-9]+$", "")` copies nothing).
+//!
+//! Speed: conditions (`cond`) and strings (`str_ref`) have their own evaluators that handle
+//! the usual shapes (regex match, header presence, string comparison, `regsub`, case
+//! conversion) on borrowed slices without building [`Value`]s, and fall back to the general
+//! `eval` for the rest; regexes use the matchers of [`super::re`].
 //!
 //! Varnish semantics kept on purpose:
 //! * an unset header is the NULL string: falsy, `""` in concatenation and regex matches, and
@@ -32,6 +40,7 @@ use super::program::{
     Action, ArithOp, BackendId, CmpOp, Expr, ExprKind, Method, ObjId, ObjectKind, Program, Stmt,
     Type, VarRef,
 };
+use super::re::Regex;
 use super::symbols::{AssignOp, Func, VARS};
 use crate::cache::object::{ObjKind, Object};
 use crate::http::Headers;
@@ -153,10 +162,60 @@ pub trait Env {
         Some(be)
     }
 
+    /// A director method call with its [`Site`] (what key-based directors read: the URL, the
+    /// hash inputs, the sub). Default: [`Env::object_method`].
+    fn object_call(
+        &self,
+        obj: ObjId,
+        kind: ObjectKind,
+        method: &'static Func,
+        args: &[Option<Value<'_>>],
+        site: &Site<'_>,
+    ) -> Result<Value<'static>, String> {
+        let _ = site;
+        self.object_method(obj, kind, method, args)
+    }
+
+    /// `be.resolve()` with its [`Site`]. Default: [`Env::resolve_backend`].
+    fn resolve_at(&self, be: BackendRef, site: &Site<'_>) -> Option<BackendRef> {
+        let _ = site;
+        self.resolve_backend(be)
+    }
+
     /// `std.ip(s, resolve=true)` on something that is not an IP literal (default: no DNS).
     fn resolve_ip(&self, host: &str, port: u16) -> Option<SocketAddr> {
         let _ = (host, port);
         None
+    }
+}
+
+/// Where a director call runs: the sub, the request's URL (client side `req.url`, backend side
+/// `bereq.url`) and, when known, the `hash_data()` inputs (each followed by a NUL byte, as in
+/// [`HashCtx`]), which the shard director's `by=URL` / `by=HASH` hash, and the time (its
+/// rampup).
+#[derive(Clone, Copy, Debug)]
+pub struct Site<'a> {
+    pub sub: Method,
+    pub url: Option<&'a [u8]>,
+    pub hash: Option<&'a [u8]>,
+    pub now: f64,
+}
+
+impl<'a> Site<'a> {
+    /// The site of a call in `sub` on `ctx`.
+    pub fn of(sub: Method, ctx: &'a Ctx<'_>) -> Site<'a> {
+        let url = match (&ctx.req, &ctx.bereq) {
+            (Some(r), _) => Some(&r.url[..]),
+            (None, Some(b)) => Some(&b.url[..]),
+            (None, None) => None,
+        };
+        let hash = (ctx.hash.parts > 0).then_some(&ctx.hash.buf[..]);
+        Site {
+            sub,
+            url,
+            hash,
+            now: ctx.now,
+        }
     }
 }
 
@@ -414,15 +473,13 @@ impl std::error::Error for VclFailure {}
 
 /// Runs the method `sub` of `program` on `ctx`.
 pub fn run(program: &Program, sub: Method, ctx: &mut Ctx<'_>) -> Result<Outcome, VclFailure> {
-    let m = Machine {
-        prog: program,
-        method: sub,
-    };
+    let m = Machine::new(program, sub);
     let fail = |message: String| VclFailure { sub, message };
     let code = program.method(sub);
-    match m.block(&code.body, ctx, 0).map_err(fail)? {
-        Flow::Ret(o) => Ok(o),
-        Flow::Next | Flow::Bare => Err(fail(format!("{} ended without a return action", sub))),
+    let flow = m.block(&code.body, ctx, 0).map_err(|e| fail(e.into()))?;
+    match (flow, m.outcome.take()) {
+        (Flow::Ret, Some(o)) => Ok(o),
+        _ => Err(fail(format!("{} ended without a return action", sub))),
     }
 }
 
@@ -571,7 +628,88 @@ fn unsupported_var(v: &VarRef) -> String {
 }
 
 fn hdr<'a>(h: &'a Headers, name: &str) -> Value<'a> {
-    Value::Str(h.get(name).map(|b| Cow::Borrowed(&b[..])))
+    Value::Str(field(h, name).map(|b| Cow::Borrowed(&b[..])))
+}
+
+/// [`Headers::get`] (the first field called `name`, ASCII case-insensitive), comparing names
+/// eight bytes at a time: VCL looks up a few fields per statement.
+fn field<'h>(h: &'h Headers, name: &str) -> Option<&'h Bytes> {
+    let n = name.as_bytes();
+    h.iter()
+        .find(|f| f.name.len() == n.len() && eq_ignore_case(&f.name, n))
+        .map(|f| &f.value)
+}
+
+/// `a.eq_ignore_ascii_case(b)` for slices of the same length, in words (overlapping at the
+/// end rather than byte by byte).
+fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let same = |x: u64, y: u64| lower8(x) == lower8(y);
+    let w8 = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+    let w4 = |s: &[u8], i: usize| {
+        u64::from(u32::from_le_bytes(s[i..i + 4].try_into().unwrap_or([0; 4])))
+    };
+    match n {
+        0 => true,
+        1..=3 => {
+            let w =
+                |s: &[u8]| u64::from(s[0]) | u64::from(s[n / 2]) << 8 | u64::from(s[n - 1]) << 16;
+            same(w(a), w(b))
+        }
+        4..=8 => {
+            let w = |s: &[u8]| w4(s, 0) | w4(s, n - 4) << 32;
+            same(w(a), w(b))
+        }
+        _ => {
+            let mut i = 0;
+            while i + 8 <= n {
+                if !same(w8(a, i), w8(b, i)) {
+                    return false;
+                }
+                i += 8;
+            }
+            i == n || same(w8(a, n - 8), w8(b, n - 8))
+        }
+    }
+}
+
+/// Each byte `A`..=`Z` of the word made lower-case, the others unchanged.
+#[inline]
+fn lower8(x: u64) -> u64 {
+    x | (upper_bytes(x) >> 2)
+}
+
+/// Bit 7 set in each byte of the word that is `A`..=`Z`: bit 7 of `(byte & 0x7f) + 0x3f` is
+/// set from `A` on, of `+ 0x25` from `[` on (no carry crosses a byte); bytes from 0x80 are
+/// not letters.
+#[inline]
+fn upper_bytes(x: u64) -> u64 {
+    let h = x & 0x7f7f_7f7f_7f7f_7f7f;
+    (h + 0x3f3f_3f3f_3f3f_3f3f) & !(h + 0x2525_2525_2525_2525) & !x & 0x8080_8080_8080_8080
+}
+
+/// Bit 7 set in each byte of the word that is `a`..=`z` (as [`upper_bytes`]).
+#[inline]
+fn lower_bytes(x: u64) -> u64 {
+    let h = x & 0x7f7f_7f7f_7f7f_7f7f;
+    (h + 0x1f1f_1f1f_1f1f_1f1f) & !(h + 0x0505_0505_0505_0505) & !x & 0x8080_8080_8080_8080
+}
+
+/// Whether `has` finds a byte in some word of `b` (words overlap rather than going byte by
+/// byte; `has` must ignore the zero bytes that pad a short `b`).
+fn any_word(b: &[u8], has: fn(u64) -> u64) -> bool {
+    let n = b.len();
+    let w8 = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+    let w4 = |i: usize| u64::from(u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4])));
+    match n {
+        0 => false,
+        1..=3 => has(u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16) != 0,
+        4..=8 => has(w4(0) | w4(n - 4) << 32) != 0,
+        _ => (0..n / 8).any(|k| has(w8(8 * k)) != 0) || has(w8(n - 8)) != 0,
+    }
 }
 
 fn s<'a>(b: &'a Bytes) -> Value<'a> {
@@ -582,14 +720,85 @@ fn xid_str(x: u64) -> Value<'static> {
     Value::Str(Some(Cow::Owned(x.to_string().into_bytes())))
 }
 
-/// Replaces every field `name` with one field, where the first one was; appends otherwise
-/// (the name spelled as in the VCL is not kept by the checker: it is written in canonical
-/// `Title-Case`).
+/// The variables [`Machine::assign_bytes`] writes: strings stored as `Bytes`.
+fn is_string_target(k: Vk) -> bool {
+    use Vk::*;
+    matches!(
+        k,
+        ReqHttp
+            | BereqHttp
+            | BerespHttp
+            | RespHttp
+            | ReqUrl
+            | ReqMethod
+            | ReqProto
+            | BereqUrl
+            | BereqMethod
+            | BereqProto
+            | BerespReason
+            | BerespProto
+            | RespReason
+            | RespProto
+    )
+}
+
+/// Whether `b` lies in `f`.
+#[inline]
+fn within(f: &Bytes, b: &[u8]) -> bool {
+    let (s, p) = (f.as_ptr() as usize, b.as_ptr() as usize);
+    p >= s && p + b.len() <= s + f.len()
+}
+
+/// A slice of the first of `h`'s values or of `more` that `b` lies in.
+fn slice_of(h: &Headers, more: &[&Bytes], b: &[u8]) -> Option<Bytes> {
+    for f in h.iter() {
+        if within(&f.value, b) {
+            return Some(f.value.slice_ref(b));
+        }
+    }
+    for f in more {
+        if within(f, b) {
+            return Some(f.slice_ref(b));
+        }
+    }
+    None
+}
+
+impl Ctx<'_> {
+    /// `b` as `Bytes`: when it lies in a field of the context (URL, header value, ...), a
+    /// slice sharing that field's buffer; else a copy.
+    fn share(&self, b: &[u8]) -> Bytes {
+        if b.is_empty() {
+            return Bytes::new();
+        }
+        let mut found = None;
+        if let Some(r) = &self.req {
+            found = slice_of(&r.headers, &[&r.url, &r.method, &r.proto], b);
+        }
+        if let (None, Some(r)) = (&found, &self.bereq) {
+            found = slice_of(&r.headers, &[&r.url, &r.method, &r.proto], b);
+        }
+        if let (None, Some(r)) = (&found, &self.beresp) {
+            found = slice_of(&r.headers, &[&r.reason, &r.proto], b);
+        }
+        if let (None, Some(r)) = (&found, &self.resp) {
+            found = slice_of(&r.headers, &[&r.reason, &r.proto], b);
+        }
+        if let (None, Some(o)) = (&found, &self.obj) {
+            found = slice_of(&o.obj.headers, &[&o.obj.reason], b);
+        }
+        found.unwrap_or_else(|| Bytes::copy_from_slice(b))
+    }
+}
+
 /// The reason phrase `http_SetStatus` gives a status (`status % 1000`).
 fn standard_reason(status: u16) -> Bytes {
     Bytes::from_static(crate::http::status::reason_phrase(status % 1000).as_bytes())
 }
 
+/// Replaces every field `name` with one field, where the first one was; appends otherwise
+/// (the name spelled as in the VCL is not kept by the checker: it is written in canonical
+/// `Title-Case`).
 fn set_header(h: &mut Headers, name: &str, value: Bytes) {
     // In place: a header write on the hit path (Host normalisation) costs no list rebuild.
     if let Some(value) = h.replace(name, value) {
@@ -611,62 +820,164 @@ fn canonical_name(name: &str) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // The machine
 
+/// How a statement ends. The outcome of a `return (action)` is kept in [`Machine::outcome`],
+/// where it is built: carried in `Flow`, the outcome (with its reason phrase) was copied at
+/// every level of nesting, and the copies of a value just written stall the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Flow {
     Next,
     Bare,
-    Ret(Outcome),
+    Ret,
+}
+
+/// A statement's result (the message boxed: a small result on the hot path).
+type RF = Result<Flow, Box<str>>;
+
+/// A condition's result.
+type CR = Result<bool, Box<str>>;
+
+/// Why [`Machine::leaf`] gives no bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoStr {
+    /// An unset header (NULL).
+    Unset,
+    /// Not a literal or a plain field, or a failure: to evaluate the long way.
+    Other,
 }
 
 struct Machine<'p> {
     prog: &'p Program,
     method: Method,
+    /// The outcome of the `return (action)` that ended the method.
+    outcome: Cell<Option<Outcome>>,
 }
 
 impl<'p> Machine<'p> {
-    fn block(&self, stmts: &'p [Stmt], ctx: &mut Ctx<'_>, depth: usize) -> R<Flow> {
+    fn new(prog: &'p Program, method: Method) -> Machine<'p> {
+        Machine {
+            prog,
+            method,
+            outcome: Cell::new(None),
+        }
+    }
+
+    fn block(&self, stmts: &'p [Stmt], ctx: &mut Ctx<'_>, depth: usize) -> RF {
         for st in stmts {
-            match self.stmt(st, ctx, depth)? {
-                Flow::Next => {}
-                other => return Ok(other),
+            // The frequent statements are dispatched here to small functions; the rest share
+            // one (a frame holding every statement's temporaries would be paid on each call).
+            let flow = match st {
+                Stmt::Set { target, op, value } => self.s_set(target, *op, value, ctx)?,
+                Stmt::If {
+                    branches,
+                    otherwise,
+                } => self.s_if(branches, otherwise, ctx, depth)?,
+                Stmt::Unset(target) => {
+                    self.unset(target, ctx)?;
+                    Flow::Next
+                }
+                Stmt::Call(id) => self.s_call(*id, ctx, depth)?,
+                Stmt::ReturnBare => Flow::Bare,
+                Stmt::Return { action, args } => self.s_return(*action, args, ctx)?,
+                _ => self.stmt(st, ctx, depth)?,
+            };
+            if flow != Flow::Next {
+                return Ok(flow);
             }
         }
         Ok(Flow::Next)
     }
 
-    fn stmt(&self, st: &'p Stmt, ctx: &mut Ctx<'_>, depth: usize) -> R<Flow> {
-        match st {
-            Stmt::Set { target, op, value } => {
-                let v = self.eval(value, ctx, 0)?.into_owned();
-                self.assign(target, *op, v, ctx)?;
+    #[inline(never)]
+    fn s_if(
+        &self,
+        branches: &'p [(Expr, Vec<Stmt>)],
+        otherwise: &'p [Stmt],
+        ctx: &mut Ctx<'_>,
+        depth: usize,
+    ) -> RF {
+        let mut body = otherwise;
+        for (cond, b) in branches {
+            if self.cond(cond, ctx, 0)? {
+                body = b;
+                break;
             }
+        }
+        if body.is_empty() {
+            return Ok(Flow::Next);
+        }
+        self.block(body, ctx, depth)
+    }
+
+    /// `return (action)`: the outcome is stored where it is built (not returned through
+    /// every level of nesting).
+    #[inline(never)]
+    fn s_return(&self, action: Action, args: &'p [Option<Expr>], ctx: &Ctx<'_>) -> RF {
+        self.outcome.set(Some(self.ret(action, args, ctx)?));
+        Ok(Flow::Ret)
+    }
+
+    #[inline(never)]
+    fn s_call(&self, id: usize, ctx: &mut Ctx<'_>, depth: usize) -> RF {
+        if depth + 1 >= MAX_CALL_DEPTH {
+            return Err("too many nested calls".into());
+        }
+        let code = self
+            .prog
+            .subs
+            .get(id)
+            .ok_or_else(|| format!("call of unknown sub #{id}"))?;
+        Ok(match self.block(&code.body, ctx, depth + 1)? {
+            Flow::Ret => Flow::Ret,
+            Flow::Next | Flow::Bare => Flow::Next,
+        })
+    }
+
+    /// `set`. A string written to a string variable is not copied when it is a slice of a
+    /// field the context holds (a header value, the URL): it shares that field's buffer.
+    #[inline(never)]
+    fn s_set(&self, target: &VarRef, op: AssignOp, value: &'p Expr, ctx: &mut Ctx<'_>) -> RF {
+        // `set req.backend_hint = name;`, the routing statement.
+        if let (AssignOp::Set, ExprKind::Backend(id), Vk::ReqBackendHint) =
+            (op, &value.kind, vk(target))
+        {
+            ctx.req.as_mut().ok_or_else(|| missing("req"))?.backend_hint =
+                Some(BackendRef::Backend(*id));
+            return Ok(Flow::Next);
+        }
+        if op == AssignOp::Set && value.ty == Type::String {
+            let k = vk(target);
+            if is_string_target(k) {
+                let b = match self.str_ref(value, ctx, 0)? {
+                    None => Bytes::new(),
+                    Some(Cow::Owned(v)) => Bytes::from(v),
+                    // A literal lives in the program, not in the context.
+                    Some(Cow::Borrowed(b)) if matches!(value.kind, ExprKind::Str(_)) => {
+                        Bytes::copy_from_slice(b)
+                    }
+                    Some(Cow::Borrowed(b)) => ctx.share(b),
+                };
+                self.assign_bytes(target, k, b, ctx)?;
+                return Ok(Flow::Next);
+            }
+        }
+        let v = self.eval(value, ctx, 0)?.into_owned();
+        self.assign(target, op, v, ctx)?;
+        Ok(Flow::Next)
+    }
+
+    /// The statements [`Self::block`] does not dispatch itself.
+    #[inline(never)]
+    fn stmt(&self, st: &'p Stmt, ctx: &mut Ctx<'_>, depth: usize) -> RF {
+        match st {
+            Stmt::Set { target, op, value } => return self.s_set(target, *op, value, ctx),
             Stmt::Unset(target) => self.unset(target, ctx)?,
             Stmt::If {
                 branches,
                 otherwise,
-            } => {
-                for (cond, body) in branches {
-                    if self.truth(cond, ctx)? {
-                        return self.block(body, ctx, depth);
-                    }
-                }
-                return self.block(otherwise, ctx, depth);
-            }
+            } => return self.s_if(branches, otherwise, ctx, depth),
             Stmt::ReturnBare => return Ok(Flow::Bare),
-            Stmt::Return { action, args } => return self.ret(*action, args, ctx).map(Flow::Ret),
-            Stmt::Call(id) => {
-                if depth + 1 >= MAX_CALL_DEPTH {
-                    return Err("too many nested calls".into());
-                }
-                let code = self
-                    .prog
-                    .subs
-                    .get(*id)
-                    .ok_or_else(|| format!("call of unknown sub #{id}"))?;
-                match self.block(&code.body, ctx, depth + 1)? {
-                    Flow::Ret(o) => return Ok(Flow::Ret(o)),
-                    Flow::Next | Flow::Bare => {}
-                }
-            }
+            Stmt::Return { action, args } => return self.s_return(*action, args, ctx),
+            Stmt::Call(id) => return self.s_call(*id, ctx, depth),
             Stmt::New { obj, args } => {
                 let kind = self.obj_kind(*obj)?;
                 let vals = self.args(args, ctx)?;
@@ -676,8 +987,7 @@ impl<'p> Machine<'p> {
                 // The buffer is moved out while the value borrows the context: no copy.
                 let mut h = std::mem::take(&mut ctx.hash);
                 let r = self
-                    .eval(e, ctx, 0)
-                    .and_then(|v| self.to_str(v))
+                    .str_ref(e, ctx, 0)
                     .map(|b| h.add(b.as_deref().unwrap_or_default()));
                 ctx.hash = h;
                 r?;
@@ -685,15 +995,16 @@ impl<'p> Machine<'p> {
             Stmt::Synthetic(e) => {
                 let mut body = std::mem::take(&mut ctx.body);
                 let r = self
-                    .eval(e, ctx, 0)
-                    .and_then(|v| self.to_str(v))
+                    .str_ref(e, ctx, 0)
                     .map(|b| body.extend_from_slice(b.as_deref().unwrap_or_default()));
                 ctx.body = body;
                 r?;
             }
             Stmt::Ban(e) => {
-                let v = self.eval(e, ctx, 0)?.into_owned();
-                let b = self.to_str(v)?.map(Cow::into_owned).unwrap_or_default();
+                let b = self
+                    .str_ref(e, ctx, 0)?
+                    .map(Cow::into_owned)
+                    .unwrap_or_default();
                 ctx.bans.push(Bytes::from(b));
             }
             Stmt::Eval(e) => self.effect(e, ctx)?,
@@ -867,24 +1178,12 @@ impl<'p> Machine<'p> {
                 ctx.$f.as_mut().ok_or_else(|| missing($n))?
             };
         }
-        let header = || target.header.as_deref().unwrap_or("");
         match k {
-            Vk::ReqHttp => set_header(&mut part!(req, "req").headers, header(), to_bytes(v)),
-            Vk::BereqHttp => set_header(&mut part!(bereq, "bereq").headers, header(), to_bytes(v)),
-            Vk::BerespHttp => {
-                set_header(&mut part!(beresp, "beresp").headers, header(), to_bytes(v))
-            }
-            Vk::RespHttp => set_header(&mut part!(resp, "resp").headers, header(), to_bytes(v)),
-            Vk::ReqUrl => part!(req, "req").url = to_bytes(v),
-            Vk::ReqMethod => part!(req, "req").method = to_bytes(v),
-            Vk::ReqProto => part!(req, "req").proto = to_bytes(v),
+            k if is_string_target(k) => return self.assign_bytes(target, k, to_bytes(v), ctx),
             Vk::ReqBackendHint => part!(req, "req").backend_hint = backend(&v)?,
             Vk::ReqGrace => part!(req, "req").grace = Some(num(&v)?),
             Vk::ReqTtl => part!(req, "req").ttl = Some(num(&v)?),
             Vk::ReqHashAlwaysMiss => part!(req, "req").hash_always_miss = boolean(&v)?,
-            Vk::BereqUrl => part!(bereq, "bereq").url = to_bytes(v),
-            Vk::BereqMethod => part!(bereq, "bereq").method = to_bytes(v),
-            Vk::BereqProto => part!(bereq, "bereq").proto = to_bytes(v),
             Vk::BereqBackend => part!(bereq, "bereq").backend = backend(&v)?,
             Vk::BereqConnectTimeout => part!(bereq, "bereq").connect_timeout = Some(num(&v)?),
             Vk::BereqFirstByteTimeout => part!(bereq, "bereq").first_byte_timeout = Some(num(&v)?),
@@ -897,8 +1196,6 @@ impl<'p> Machine<'p> {
                 b.status = status_of(&v, "beresp")?;
                 b.reason = standard_reason(b.status);
             }
-            Vk::BerespReason => part!(beresp, "beresp").reason = to_bytes(v),
-            Vk::BerespProto => part!(beresp, "beresp").proto = to_bytes(v),
             Vk::BerespTtl => part!(beresp, "beresp").ttl = num(&v)?,
             Vk::BerespGrace => part!(beresp, "beresp").grace = num(&v)?,
             Vk::BerespKeep => part!(beresp, "beresp").keep = num(&v)?,
@@ -917,8 +1214,6 @@ impl<'p> Machine<'p> {
                 r.status = status_of(&v, "resp")?;
                 r.reason = standard_reason(r.status);
             }
-            Vk::RespReason => part!(resp, "resp").reason = to_bytes(v),
-            Vk::RespProto => part!(resp, "resp").proto = to_bytes(v),
             Vk::RespBody | Vk::BerespBody => {
                 if op == AssignOp::Set {
                     ctx.body.clear();
@@ -932,6 +1227,34 @@ impl<'p> Machine<'p> {
                     }
                 }
             }
+            _ => return Err(format!("cannot set {}", target.var().name)),
+        }
+        Ok(())
+    }
+
+    /// Writes a string variable ([`is_string_target`]).
+    fn assign_bytes(&self, target: &VarRef, k: Vk, b: Bytes, ctx: &mut Ctx<'_>) -> R<()> {
+        macro_rules! part {
+            ($f:ident, $n:literal) => {
+                ctx.$f.as_mut().ok_or_else(|| missing($n))?
+            };
+        }
+        let header = || target.header.as_deref().unwrap_or("");
+        match k {
+            Vk::ReqHttp => set_header(&mut part!(req, "req").headers, header(), b),
+            Vk::BereqHttp => set_header(&mut part!(bereq, "bereq").headers, header(), b),
+            Vk::BerespHttp => set_header(&mut part!(beresp, "beresp").headers, header(), b),
+            Vk::RespHttp => set_header(&mut part!(resp, "resp").headers, header(), b),
+            Vk::ReqUrl => part!(req, "req").url = b,
+            Vk::ReqMethod => part!(req, "req").method = b,
+            Vk::ReqProto => part!(req, "req").proto = b,
+            Vk::BereqUrl => part!(bereq, "bereq").url = b,
+            Vk::BereqMethod => part!(bereq, "bereq").method = b,
+            Vk::BereqProto => part!(bereq, "bereq").proto = b,
+            Vk::BerespReason => part!(beresp, "beresp").reason = b,
+            Vk::BerespProto => part!(beresp, "beresp").proto = b,
+            Vk::RespReason => part!(resp, "resp").reason = b,
+            Vk::RespProto => part!(resp, "resp").proto = b,
             _ => return Err(format!("cannot set {}", target.var().name)),
         }
         Ok(())
@@ -1078,9 +1401,147 @@ impl<'p> Machine<'p> {
     // -----------------------------------------------------------------------------------------
     // Expressions
 
-    fn truth(&self, e: &'p Expr, ctx: &Ctx<'_>) -> R<bool> {
-        let v = self.eval(e, ctx, 0)?;
-        boolean(&v)
+    /// A BOOL expression. The usual conditions (a regex match, a header's presence, a string
+    /// comparison, `!`, `&&`, `||`) are decided here without building [`Value`]s.
+    fn cond<'a>(&self, e: &'a Expr, ctx: &'a Ctx<'_>, d: usize) -> CR
+    where
+        'p: 'a,
+    {
+        if d > MAX_EXPR_DEPTH {
+            return Err("expression nested too deeply".into());
+        }
+        let d = d + 1;
+        match &e.kind {
+            ExprKind::Bool(b) => Ok(*b),
+            ExprKind::RegexMatch {
+                subject,
+                regex,
+                negate,
+            } => {
+                let m = match self.leaf(subject, ctx) {
+                    Ok(b) => regex.is_match(b),
+                    Err(NoStr::Unset) => regex.is_match(b""),
+                    Err(NoStr::Other) => {
+                        let s = self.str_node(subject, ctx, d)?;
+                        regex.is_match(s.as_deref().unwrap_or_default())
+                    }
+                };
+                Ok(m != *negate)
+            }
+            ExprKind::ToBool(x) if x.ty == Type::String => match self.leaf(x, ctx) {
+                Ok(_) => Ok(true),
+                Err(NoStr::Unset) => Ok(false),
+                Err(NoStr::Other) => Ok(self.str_node(x, ctx, d)?.is_some()),
+            },
+            ExprKind::Not(x) => Ok(!self.cond(x, ctx, d)?),
+            ExprKind::And(..) | ExprKind::Or(..) => self.logic(e, ctx, d),
+            ExprKind::Cmp { op, lhs, rhs }
+                if lhs.ty == Type::String
+                    && rhs.ty == Type::String
+                    && !matches!(op, CmpOp::Match | CmpOp::NoMatch) =>
+            {
+                match (self.leaf(lhs, ctx), self.leaf(rhs, ctx)) {
+                    (Ok(l), Ok(r)) => Ok(cmp_ord(*op, Some(l.cmp(r)))),
+                    // VRT_strcmp: a NULL side compares as "different" (greater).
+                    (Err(NoStr::Unset), Ok(_) | Err(NoStr::Unset)) | (Ok(_), Err(NoStr::Unset)) => {
+                        Ok(cmp_ord(*op, Some(std::cmp::Ordering::Greater)))
+                    }
+                    _ => {
+                        let l = self.str_ref(lhs, ctx, d)?;
+                        let r = self.str_ref(rhs, ctx, d)?;
+                        Ok(compare(*op, &Value::Str(l), &Value::Str(r))?)
+                    }
+                }
+            }
+            _ => Ok(boolean(&self.eval(e, ctx, d)?)?),
+        }
+    }
+
+    /// The bytes of a literal, a header field, the URL or the method, borrowed (a small
+    /// result, for the conditions); [`NoStr::Other`] for anything else and for failures, which
+    /// [`Self::str_node`] handles.
+    #[inline]
+    fn leaf<'a>(&self, e: &'a Expr, ctx: &'a Ctx<'_>) -> Result<&'a [u8], NoStr>
+    where
+        'p: 'a,
+    {
+        let v = match &e.kind {
+            ExprKind::Str(t) => return Ok(t.as_bytes()),
+            ExprKind::Var(v) => v,
+            _ => return Err(NoStr::Other),
+        };
+        let h = match vk(v) {
+            Vk::ReqHttp => ctx.req.as_ref().map(|r| &r.headers),
+            Vk::BereqHttp => ctx.bereq.as_ref().map(|r| &r.headers),
+            Vk::BerespHttp => ctx.beresp.as_ref().map(|r| &r.headers),
+            Vk::RespHttp => ctx.resp.as_ref().map(|r| &r.headers),
+            Vk::ObjHttp => ctx.obj.as_ref().map(|o| &o.obj.headers),
+            Vk::ReqUrl => return ctx.req.as_ref().map(|r| &r.url[..]).ok_or(NoStr::Other),
+            Vk::ReqMethod => return ctx.req.as_ref().map(|r| &r.method[..]).ok_or(NoStr::Other),
+            _ => return Err(NoStr::Other),
+        };
+        let name = v.header.as_deref().unwrap_or("");
+        match field(h.ok_or(NoStr::Other)?, name) {
+            Some(b) => Ok(&b[..]),
+            None => Err(NoStr::Unset),
+        }
+    }
+
+    /// A STRING expression (`None`: unset); literals and fields are borrowed.
+    #[inline]
+    fn str_ref<'a>(&self, e: &'a Expr, ctx: &'a Ctx<'_>, d: usize) -> R<Option<Cow<'a, [u8]>>>
+    where
+        'p: 'a,
+    {
+        match self.leaf(e, ctx) {
+            Ok(b) => Ok(Some(Cow::Borrowed(b))),
+            Err(NoStr::Unset) => Ok(None),
+            Err(NoStr::Other) => self.str_node(e, ctx, d),
+        }
+    }
+
+    /// [`Self::str_ref`] of anything but a literal or a variable: the string functions are
+    /// run here on borrowed arguments, the rest through [`Self::eval`].
+    #[inline(never)]
+    fn str_node<'a>(&self, e: &'a Expr, ctx: &'a Ctx<'_>, d: usize) -> R<Option<Cow<'a, [u8]>>>
+    where
+        'p: 'a,
+    {
+        if d > MAX_EXPR_DEPTH {
+            return Err("expression nested too deeply".into());
+        }
+        let d = d + 1;
+        if let ExprKind::Var(v) = &e.kind {
+            let val = self.read(v, ctx)?;
+            return self.to_str(val);
+        }
+        if let ExprKind::Call { func, args } = &e.kind {
+            let arg = |i: usize| match args.get(i) {
+                Some(Some(x)) => self.str_ref(x, ctx, d),
+                _ => Ok(None),
+            };
+            match func.name {
+                "regsub" | "regsuball" => {
+                    if let Some(Some(Expr {
+                        kind: ExprKind::Regex(re),
+                        ..
+                    })) = args.get(1)
+                    {
+                        let subject = arg(0)?.unwrap_or(Cow::Borrowed(b""));
+                        let sub = arg(2)?.unwrap_or(Cow::Borrowed(b""));
+                        let all = func.name == "regsuball";
+                        return Ok(Some(regsub(re, subject, &sub, all)));
+                    }
+                }
+                "std.tolower" | "std.toupper" => {
+                    let up = func.name == "std.toupper";
+                    return Ok(arg(0)?.map(|b| change_case(b, up)));
+                }
+                _ => {}
+            }
+        }
+        let v = self.eval(e, ctx, d)?;
+        self.to_str(v)
     }
 
     fn eval<'a>(&self, e: &'a Expr, ctx: &'a Ctx<'_>, d: usize) -> R<Value<'a>>
@@ -1120,7 +1581,7 @@ impl<'p> Machine<'p> {
     /// along the chain (quadratic in its length, which is small in practice), evaluating
     /// operands left to right with short-circuit.
     #[inline(never)]
-    fn logic<'a>(&self, e: &'a Expr, ctx: &'a Ctx<'_>, d: usize) -> R<bool>
+    fn logic<'a>(&self, e: &'a Expr, ctx: &'a Ctx<'_>, d: usize) -> CR
     where
         'p: 'a,
     {
@@ -1140,7 +1601,7 @@ impl<'p> Machine<'p> {
             n += 1;
         }
         let decided = |v: bool| v == is_or;
-        if decided(boolean(&self.eval(leaf, ctx, d)?)?) {
+        if decided(self.cond(leaf, ctx, d)?) {
             return Ok(is_or);
         }
         // The right operands, bottom of the spine first.
@@ -1150,7 +1611,7 @@ impl<'p> Machine<'p> {
                 node = split(node).map(|(l, _)| l).unwrap_or(node);
             }
             if let Some((_, r)) = split(node) {
-                if decided(boolean(&self.eval(r, ctx, d)?)?) {
+                if decided(self.cond(r, ctx, d)?) {
                     return Ok(is_or);
                 }
             }
@@ -1292,7 +1753,7 @@ impl<'p> Machine<'p> {
     fn e_regex<'a>(
         &self,
         subject: &'a Expr,
-        regex: &regex::bytes::Regex,
+        regex: &Regex,
         negate: bool,
         ctx: &'a Ctx<'_>,
         d: usize,
@@ -1300,16 +1761,10 @@ impl<'p> Machine<'p> {
     where
         'p: 'a,
     {
-        let v = self.eval(subject, ctx, d)?;
-        let m = match &v {
-            Value::Str(Some(b)) => regex.is_match(b),
-            Value::Str(None) => regex.is_match(b""),
-            other => {
-                let b = self.to_str(other.clone())?.unwrap_or_default();
-                regex.is_match(&b)
-            }
-        };
-        Ok(Value::Bool(m != negate))
+        let s = self.str_ref(subject, ctx, d)?;
+        Ok(Value::Bool(
+            regex.is_match(s.as_deref().unwrap_or_default()) != negate,
+        ))
     }
 
     #[inline(never)]
@@ -1355,7 +1810,8 @@ impl<'p> Machine<'p> {
                 None => None,
             });
         }
-        ctx.env.object_method(obj, kind, method, &vals)
+        ctx.env
+            .object_call(obj, kind, method, &vals, &Site::of(self.method, ctx))
     }
 
     #[inline(never)]
@@ -1372,7 +1828,9 @@ impl<'p> Machine<'p> {
         let v = self.eval(on, ctx, d)?;
         Ok(match name {
             "resolve" => match v {
-                Value::Backend(Some(b)) => Value::Backend(ctx.env.resolve_backend(b)),
+                Value::Backend(Some(b)) => {
+                    Value::Backend(ctx.env.resolve_at(b, &Site::of(self.method, ctx)))
+                }
                 Value::Backend(None) => Value::Backend(None),
                 other => return Err(format!(".resolve() on {other:?}")),
             },
@@ -1407,7 +1865,7 @@ impl<'p> Machine<'p> {
                 None => Ok(None),
             }
         };
-        let regex_arg = |i: usize| -> R<&'a regex::bytes::Regex> {
+        let regex_arg = |i: usize| -> R<&'a Regex> {
             match args.get(i) {
                 Some(Some(Expr {
                     kind: ExprKind::Regex(r),
@@ -1726,17 +2184,24 @@ fn compare(op: CmpOp, l: &Value<'_>, r: &Value<'_>) -> R<bool> {
             a.partial_cmp(&b)
         }
     };
-    Ok(match op {
+    if matches!(op, CmpOp::Match | CmpOp::NoMatch) {
+        return Err(format!("operator {} needs a regex or an ACL", op.token()));
+    }
+    Ok(cmp_ord(op, ord))
+}
+
+/// A comparison operator (not `~`/`!~`) applied to an ordering (`None`: unordered).
+fn cmp_ord(op: CmpOp, ord: Option<std::cmp::Ordering>) -> bool {
+    use std::cmp::Ordering;
+    match op {
         CmpOp::Eq => ord == Some(Ordering::Equal),
         CmpOp::Ne => ord != Some(Ordering::Equal),
         CmpOp::Lt => ord == Some(Ordering::Less),
         CmpOp::Gt => ord == Some(Ordering::Greater),
         CmpOp::Le => matches!(ord, Some(Ordering::Less | Ordering::Equal)),
         CmpOp::Ge => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
-        CmpOp::Match | CmpOp::NoMatch => {
-            return Err(format!("operator {} needs a regex or an ACL", op.token()))
-        }
-    })
+        CmpOp::Match | CmpOp::NoMatch => false,
+    }
 }
 
 fn canon(ip: IpAddr) -> IpAddr {
@@ -1748,40 +2213,29 @@ fn canon(ip: IpAddr) -> IpAddr {
 
 /// `std.toupper`/`std.tolower`: a string already in that case is returned as is (no copy).
 fn change_case(b: Cow<'_, [u8]>, up: bool) -> Cow<'_, [u8]> {
-    let changes = |c: &u8| {
-        if up {
-            c.is_ascii_lowercase()
-        } else {
-            c.is_ascii_uppercase()
-        }
-    };
-    if !b.iter().any(changes) {
+    let has = if up { lower_bytes } else { upper_bytes };
+    if !any_word(&b, has) {
         return b;
     }
-    Cow::Owned(if up {
-        b.to_ascii_uppercase()
+    let mut o = b.into_owned();
+    if up {
+        o.make_ascii_uppercase();
     } else {
-        b.to_ascii_lowercase()
-    })
+        o.make_ascii_lowercase();
+    }
+    Cow::Owned(o)
 }
 
 /// Varnish's `regsub`/`regsuball`: `\0`..`\9` insert a group (empty when it did not take part),
-/// `\` before any other character makes it literal, a trailing `\` is kept.
-fn regsub<'a>(
-    re: &regex::bytes::Regex,
-    subject: Cow<'a, [u8]>,
-    sub: &[u8],
-    all: bool,
-) -> Cow<'a, [u8]> {
+/// `\` before any other character makes it literal, a trailing `\` is kept. Without a match the
+/// subject is returned as is (no copy).
+fn regsub<'a>(re: &Regex, subject: Cow<'a, [u8]>, sub: &[u8], all: bool) -> Cow<'a, [u8]> {
     let mut out: Option<Vec<u8>> = None;
     let mut last = 0;
-    // Group references need the (slower) capturing engine; plain replacements only need the
-    // match bounds, which the regex crate finds with its DFA.
-    let groups = sub
-        .windows(2)
-        .any(|w| w[0] == b'\\' && w[1].is_ascii_digit());
-    if groups {
-        for caps in re.captures_iter(&subject) {
+    // References to groups 1..9 need the (slower) capturing engine; otherwise only the match
+    // bounds are needed, which the fast matcher or the regex crate's DFA find.
+    if refs_groups(sub) {
+        for caps in re.regex().captures_iter(&subject) {
             let Some(m) = caps.get(0) else { break };
             let o = out.get_or_insert_with(|| Vec::with_capacity(subject.len() + sub.len()));
             o.extend_from_slice(&subject[last..m.start()]);
@@ -1792,15 +2246,26 @@ fn regsub<'a>(
             }
         }
     } else {
-        for m in re.find_iter(&subject) {
-            let o = out.get_or_insert_with(|| Vec::with_capacity(subject.len() + sub.len()));
-            o.extend_from_slice(&subject[last..m.start()]);
-            expand_sub(o, sub, |_| None);
-            last = m.end();
-            if !all {
-                break;
+        if sub.is_empty() {
+            // Deleting a match at either end leaves a slice of the subject (`:[0-9]+$` on a
+            // Host): no copy. A first match that ends the subject is also the last one.
+            let mut first = None;
+            re.each_match(&subject, false, |start, end| first = Some((start, end)));
+            let n = subject.len();
+            match first {
+                None => return subject,
+                Some((start, end)) if end == n => return cow_slice(subject, 0..start),
+                Some((0, end)) if !all => return cow_slice(subject, end..n),
+                Some(_) => {}
             }
         }
+        re.each_match(&subject, all, |start, end| {
+            let o = out.get_or_insert_with(|| Vec::with_capacity(subject.len() + sub.len()));
+            o.extend_from_slice(&subject[last..start]);
+            let m = &subject[start..end];
+            expand_sub(o, sub, |n| (n == 0).then_some(m));
+            last = end;
+        });
     }
     match out {
         None => subject,
@@ -1809,6 +2274,34 @@ fn regsub<'a>(
             Cow::Owned(o)
         }
     }
+}
+
+/// A part of a string, borrowed if the string was.
+fn cow_slice(c: Cow<'_, [u8]>, r: std::ops::Range<usize>) -> Cow<'_, [u8]> {
+    match c {
+        Cow::Borrowed(b) => Cow::Borrowed(&b[r]),
+        Cow::Owned(mut v) => {
+            v.truncate(r.end);
+            v.drain(..r.start);
+            Cow::Owned(v)
+        }
+    }
+}
+
+/// Whether a replacement refers to a group other than `\0` (as [`expand_sub`] reads it).
+fn refs_groups(sub: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 1 < sub.len() {
+        if sub[i] == b'\\' {
+            if matches!(sub[i + 1], b'1'..=b'9') {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// Appends the replacement text: `\0`..`\9` insert `group(n)` (nothing when it did not take

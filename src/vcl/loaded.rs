@@ -14,17 +14,19 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::AtomicU32;
 
 use bytes::Bytes;
 
 use super::check::{compile, compile_file, CompileOptions};
 use super::diag::{Diagnostic, FileId, SourceMap};
-use super::exec::{self, BackendRef, Ctx, Env, Outcome, Value};
+use super::exec::{self, BackendRef, Ctx, Env, Outcome, Site, Value};
 use super::program::{
     BackendId, Endpoint, Expr, ExprKind, Method, ObjId, ObjectKind, Program, Stmt, VarRef,
 };
 use super::symbols::{Func, Sub};
 use crate::cli::Backend;
+use crate::director::{self, shard};
 
 /// A backend as the data plane uses it.
 #[derive(Debug, Clone)]
@@ -48,12 +50,195 @@ pub struct BackendRt {
     pub slot: usize,
 }
 
-/// A director built in `vcl_init` (the directors issue implements the kinds; until then every
-/// kind picks its first healthy member, in the order they were added).
-#[derive(Debug, Clone, Default)]
+/// A director built in `vcl_init`: what its kind needs to pick (`crate::director`). Fixed
+/// when `vcl_init` ends and shared by every shard; the only state written afterwards is a
+/// sticky fallback's current member (an atomic, written when it changes). Round-robin and
+/// least-connections cursors are per shard (`server::env::Running`).
+#[derive(Debug, Default)]
 pub struct DirectorRt {
     pub kind: Option<ObjectKind>,
+    /// In the order added (shard: the ring's backends in Varnish's host order).
     pub members: Vec<BackendRef>,
+    /// One per member for random and hash; empty (weight 1) for the other kinds.
+    pub weights: Vec<f64>,
+    /// `fallback(sticky = true)`.
+    pub sticky: bool,
+    /// A sticky fallback's current member (index into `members`).
+    pub current: AtomicU32,
+    /// The shard director's ring and settings.
+    pub shard: Option<Box<shard::Shard<BackendRef>>>,
+}
+
+/// How a shard director's `.backend()` call resolves (its arguments checked as Varnish's
+/// `shard_param_args` does).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ShardCall {
+    /// `resolve=LAZY` without other arguments: the director itself, resolved at fetch time
+    /// with the defaults (`by=HASH`).
+    Lazy,
+    /// Pick now.
+    Now { by: ShardBy, params: shard::Params },
+}
+
+/// Where a shard lookup's key comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardBy {
+    /// The request digest on the backend side, else the URL (Varnish's fall-through).
+    Hash,
+    Url,
+    /// `by=KEY` or `by=BLOB`: given.
+    Key(u32),
+}
+
+impl ShardBy {
+    /// The key at `site`: `by=HASH` reads the hash inputs in backend subs (Varnish's
+    /// `bo->digest`) when ringcache has them, otherwise, like `by=URL`, hashes the URL.
+    pub fn key(self, site: &Site<'_>) -> u32 {
+        let url = || director::hash32(&[site.url.unwrap_or_default()]);
+        match self {
+            ShardBy::Key(k) => k,
+            ShardBy::Url => url(),
+            ShardBy::Hash => match site.hash {
+                Some(h) if is_backend_side(site.sub) => director::digest_key(h),
+                _ => url(),
+            },
+        }
+    }
+}
+
+/// The subs that run on the backend side (Varnish's `VCL_MET_TASK_B`, plus pipe for shard
+/// parameters).
+fn is_backend_side(m: Method) -> bool {
+    matches!(
+        m,
+        Method::BackendFetch | Method::BackendResponse | Method::BackendError | Method::Pipe
+    )
+}
+
+/// Checks the arguments of `shard.backend(by, key, key_blob, alt, warmup, rampup, healthy,
+/// param, resolve)` (positions as declared in `symbols.rs`, defaults filled by the checker)
+/// called in `sub` of director `name`. Errors carry Varnish's texts.
+pub fn shard_call(
+    name: &str,
+    args: &[Option<Value<'_>>],
+    sub: Method,
+) -> Result<ShardCall, String> {
+    let fail = |m: String| format!("vmod_directors: shard {name}: {m}");
+    let arg = |i: usize| args.get(i).and_then(Option::as_ref);
+    let by = match arg(0) {
+        Some(Value::Enum(e)) => *e,
+        _ => "HASH",
+    };
+    let key = match arg(1) {
+        Some(Value::Int(k)) => Some(*k),
+        _ => None,
+    };
+    let blob = match arg(2) {
+        Some(Value::Blob(b)) => Some(&b[..]),
+        _ => None,
+    };
+    let alt = match arg(3) {
+        Some(Value::Int(a)) => *a,
+        _ => 0,
+    };
+    let warmup = match arg(4) {
+        Some(Value::Real(w)) => *w,
+        Some(Value::Int(w)) => *w as f64,
+        _ => -1.0,
+    };
+    let rampup = !matches!(arg(5), Some(Value::Bool(false)));
+    let healthy = match arg(6) {
+        Some(Value::Enum(h)) => shard::HealthMode::from_enum(h).unwrap_or_default(),
+        _ => shard::HealthMode::Chosen,
+    };
+    if arg(7).is_some() {
+        return Err(fail(
+            "shard_param objects are not supported by ringcache".into(),
+        ));
+    }
+    let lazy_asked = match arg(8) {
+        Some(Value::Enum("LAZY")) => Some(true),
+        Some(Value::Enum(_)) => Some(false),
+        _ => None,
+    };
+    let in_init = matches!(sub, Method::Init | Method::Fini);
+    let lazy = lazy_asked.unwrap_or(in_init);
+    let only_defaults = by == "HASH"
+        && key.is_none()
+        && blob.is_none()
+        && alt == 0
+        && warmup == -1.0
+        && rampup
+        && healthy == shard::HealthMode::Chosen;
+    if lazy && only_defaults {
+        return Ok(ShardCall::Lazy);
+    }
+    if lazy && !is_backend_side(sub) {
+        return Err(fail(
+            ".backend(resolve=LAZY) with other parameters can only be used in backend/pipe \
+             context"
+                .into(),
+        ));
+    }
+    if !lazy && in_init {
+        return Err(fail(
+            ".backend(resolve=NOW) cannot be used in vcl_init{}/vcl_fini{}".into(),
+        ));
+    }
+    let func = "shard.backend()";
+    let by = match by {
+        "KEY" => match key {
+            None => return Err(fail(format!("{func} missing key argument with by=KEY"))),
+            Some(k) => match u32::try_from(k) {
+                Ok(k) => ShardBy::Key(k),
+                Err(_) => return Err(fail(format!("{func} invalid key argument {k} with by=KEY"))),
+            },
+        },
+        "BLOB" => match blob {
+            None => {
+                return Err(fail(format!(
+                    "{func} missing key_blob argument with by=BLOB"
+                )))
+            }
+            Some(b) => ShardBy::Key(shard::blob_key(b)),
+        },
+        other => {
+            if key.is_some() || blob.is_some() {
+                return Err(fail(format!(
+                    "{func} key and key_blob arguments are invalid with by={other}"
+                )));
+            }
+            if other == "URL" {
+                ShardBy::Url
+            } else {
+                ShardBy::Hash
+            }
+        }
+    };
+    let Ok(alt) = u32::try_from(alt) else {
+        return Err(fail(format!("{func} invalid alt argument {alt}")));
+    };
+    if (warmup < 0.0 && warmup != -1.0) || warmup > 1.0 || warmup.is_nan() {
+        return Err(fail(format!("{func} invalid warmup argument {warmup:.6}")));
+    }
+    Ok(ShardCall::Now {
+        by,
+        params: shard::Params {
+            key: 0,
+            alt,
+            warmup,
+            rampup,
+            healthy,
+        },
+    })
+}
+
+/// The bytes of a STRANDS argument (an unset string is empty).
+pub fn strands_arg<'v>(args: &'v [Option<Value<'_>>], i: usize) -> &'v [u8] {
+    args.get(i)
+        .and_then(Option::as_ref)
+        .and_then(Value::as_bytes)
+        .unwrap_or_default()
 }
 
 /// What the hot path may skip, decided by scanning the program once.
@@ -78,6 +263,9 @@ pub struct LoadedVcl {
     pub sources: Vec<(String, String)>,
     pub backends: Vec<BackendRt>,
     pub directors: Vec<DirectorRt>,
+    /// Some director is a shard director (a cache fetch then keeps the hash inputs for
+    /// `by=HASH`).
+    pub has_shard: bool,
     pub features: Features,
 }
 
@@ -193,13 +381,43 @@ impl LoadedVcl {
                 |v| v.var().name == "req.http." && v.header.as_deref() == Some("x-forwarded-for"),
             ),
         };
+        let has_shard = directors.iter().any(|d| d.shard.is_some());
         Ok(LoadedVcl {
             program,
             sources: Vec::new(),
             backends,
             directors,
+            has_shard,
             features,
         })
+    }
+
+    /// Is `be` healthy, given each health slot's state? A backend by its slot; a director when
+    /// any member is (Varnish's `vdir_any_healthy`), except a hash director, which has no
+    /// health of its own in Varnish and counts as healthy. Nesting deeper than
+    /// [`director::MAX_DEPTH`] counts as sick.
+    pub fn healthy_with(&self, be: BackendRef, slot_healthy: &impl Fn(usize) -> bool) -> bool {
+        self.healthy_at(be, slot_healthy, 0)
+    }
+
+    fn healthy_at(
+        &self,
+        be: BackendRef,
+        slot_healthy: &impl Fn(usize) -> bool,
+        depth: usize,
+    ) -> bool {
+        match be {
+            BackendRef::Backend(id) => self.backends.get(id).is_some_and(|b| slot_healthy(b.slot)),
+            BackendRef::Director(_) if depth >= director::MAX_DEPTH => false,
+            BackendRef::Director(obj) => match self.directors.get(obj) {
+                None => false,
+                Some(d) if d.kind == Some(ObjectKind::Hash) => true,
+                Some(d) => d
+                    .members
+                    .iter()
+                    .any(|m| self.healthy_at(*m, slot_healthy, depth + 1)),
+            },
+        }
     }
 
     /// The backend `default` requests go to when VCL sets none (the first declared).
@@ -228,50 +446,123 @@ fn generated_vcl(b: &Backend) -> String {
     )
 }
 
-/// The `Env` of `vcl_init`: records `new` and `add_backend` so shards can resolve directors.
-struct InitEnv {
+/// The `Env` of `vcl_init`: records `new` and the configuration methods so shards can
+/// resolve directors.
+struct InitEnv<'p> {
+    program: &'p Program,
     directors: RefCell<Vec<DirectorRt>>,
 }
 
-impl Env for InitEnv {
+impl InitEnv<'_> {
+    fn name(&self, be: BackendRef) -> &str {
+        match be {
+            BackendRef::Backend(id) => self.program.backends.get(id).map_or("", |b| &b.name),
+            BackendRef::Director(o) => self.program.objects.get(o).map_or("", |o| &o.name),
+        }
+    }
+
+    fn obj_name(&self, obj: ObjId) -> &str {
+        self.program.objects.get(obj).map_or("", |o| &o.name)
+    }
+}
+
+/// A BACKEND argument: `Ok(None)` when absent, `Err` for the `none` backend.
+fn backend_arg(args: &[Option<Value<'_>>], i: usize) -> Result<Option<BackendRef>, ()> {
+    match args.get(i).and_then(Option::as_ref) {
+        Some(Value::Backend(Some(b))) => Ok(Some(*b)),
+        Some(Value::Backend(None)) => Err(()),
+        _ => Ok(None),
+    }
+}
+
+/// A REAL (or INT) argument.
+fn real_arg(args: &[Option<Value<'_>>], i: usize) -> Option<f64> {
+    match args.get(i).and_then(Option::as_ref) {
+        Some(Value::Real(r)) | Some(Value::Duration(r)) => Some(*r),
+        Some(Value::Int(n)) => Some(*n as f64),
+        _ => None,
+    }
+}
+
+impl Env for InitEnv<'_> {
     fn new_object(
         &self,
         obj: ObjId,
         kind: ObjectKind,
-        _args: &[Option<Value<'_>>],
+        args: &[Option<Value<'_>>],
     ) -> Result<(), String> {
         let mut d = self.directors.borrow_mut();
         if d.len() <= obj {
-            d.resize(obj + 1, DirectorRt::default());
+            d.resize_with(obj + 1, DirectorRt::default);
         }
-        d[obj].kind = Some(kind);
+        let new = &mut d[obj];
+        new.kind = Some(kind);
+        new.sticky = matches!(args.first(), Some(Some(Value::Bool(true))));
+        if kind == ObjectKind::Shard {
+            new.shard = Some(Box::default());
+        }
         Ok(())
     }
 
     fn object_method(
         &self,
         obj: ObjId,
-        _kind: ObjectKind,
+        kind: ObjectKind,
         method: &'static Func,
         args: &[Option<Value<'_>>],
     ) -> Result<Value<'static>, String> {
         let short = method.name.rsplit('.').next().unwrap_or(method.name);
-        let mut d = self.directors.borrow_mut();
-        if d.len() <= obj {
-            d.resize(obj + 1, DirectorRt::default());
+        let name = self.obj_name(obj);
+        let mut all = self.directors.borrow_mut();
+        if all.len() <= obj {
+            all.resize_with(obj + 1, DirectorRt::default);
         }
+        let d = &mut all[obj];
+        if let Some(sh) = d.shard.as_deref_mut() {
+            let r = shard_init_method(sh, short, args, |b| self.name(b))
+                .map_err(|m| format!("vmod_directors: shard {name}: {m}"));
+            d.members = sh.backends().iter().map(|b| b.member).collect();
+            return match r {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => match shard_call(name, args, Method::Init)? {
+                    ShardCall::Lazy => Ok(Value::Backend(Some(BackendRef::Director(obj)))),
+                    // shard_call refuses NOW in vcl_init.
+                    ShardCall::Now { .. } => Ok(Value::Backend(None)),
+                },
+                Err(e) => Err(e),
+            };
+        }
+        let weighted = matches!(kind, ObjectKind::Random | ObjectKind::Hash);
         match short {
             "add_backend" => {
-                if let Some(Some(Value::Backend(Some(be)))) = args.first() {
-                    d[obj].members.push(*be);
+                let be = backend_arg(args, 0)
+                    .map_err(|()| format!("{name}: None backend cannot be added"))?;
+                if let Some(be) = be {
+                    d.members.push(be);
+                    if weighted {
+                        d.weights.push(real_arg(args, 1).unwrap_or(1.0));
+                    }
                 }
                 Ok(Value::Void)
             }
             "remove_backend" => {
-                if let Some(Some(Value::Backend(Some(be)))) = args.first() {
-                    d[obj].members.retain(|m| m != be);
+                let be = backend_arg(args, 0)
+                    .map_err(|()| format!("{name}: None backend cannot be removed"))?;
+                // Varnish removes the first occurrence.
+                if let Some(i) = be.and_then(|be| d.members.iter().position(|m| *m == be)) {
+                    d.members.remove(i);
+                    if i < d.weights.len() {
+                        d.weights.remove(i);
+                    }
                 }
                 Ok(Value::Void)
+            }
+            "backend" if kind == ObjectKind::Hash => {
+                // Varnish resolves a hash director at once; in vcl_init every member counts as
+                // healthy.
+                let key = strands_arg(args, 0);
+                let pick = director::hash::pick(&d.members, &d.weights, &[key], |_| true);
+                Ok(Value::Backend(pick))
             }
             "backend" => Ok(Value::Backend(Some(BackendRef::Director(obj)))),
             _ => Ok(Value::Void),
@@ -279,9 +570,78 @@ impl Env for InitEnv {
     }
 }
 
-/// Runs `vcl_init`; a failure (or a `return (fail)`) refuses the VCL, as varnishd does.
+/// A shard director's configuration methods in vcl_init. `Ok(None)`: `.backend()`, which the
+/// caller answers.
+fn shard_init_method<'a>(
+    sh: &mut shard::Shard<BackendRef>,
+    method: &str,
+    args: &[Option<Value<'_>>],
+    name_of: impl Fn(BackendRef) -> &'a str,
+) -> Result<Option<Value<'static>>, String> {
+    let str_arg = |i: usize| {
+        args.get(i)
+            .and_then(Option::as_ref)
+            .and_then(Value::as_bytes)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    Ok(Some(match method {
+        "add_backend" => {
+            let be = backend_arg(args, 0)
+                .map_err(|()| "None backend cannot be added".to_string())?
+                .ok_or("None backend cannot be added")?;
+            let ident = str_arg(1);
+            sh.add_backend(
+                be,
+                name_of(be),
+                ident.as_deref(),
+                real_arg(args, 2),
+                real_arg(args, 3),
+            );
+            Value::Bool(true)
+        }
+        "remove_backend" => {
+            let be = backend_arg(args, 0).ok().flatten();
+            sh.remove_backend(be, str_arg(1).as_deref())?;
+            Value::Bool(true)
+        }
+        "clear" => {
+            sh.clear();
+            Value::Bool(true)
+        }
+        "reconfigure" => {
+            let replicas = match args.first().and_then(Option::as_ref) {
+                Some(Value::Int(n)) => *n,
+                _ => i64::from(shard::DEFAULT_REPLICAS),
+            };
+            let r = sh.reconfigure(replicas);
+            if let Err(e) = &r {
+                eprintln!("Error vcl_init: vmod_directors: shard: {e}");
+            }
+            Value::Bool(r.is_ok())
+        }
+        "set_warmup" => {
+            // Varnish ignores a probability outside [0, 1).
+            if let Some(p) = real_arg(args, 0).filter(|p| (0.0..1.0).contains(p)) {
+                sh.warmup = p;
+            }
+            Value::Void
+        }
+        "set_rampup" => {
+            sh.rampup = real_arg(args, 0).filter(|d| *d >= 0.0).unwrap_or(0.0);
+            Value::Void
+        }
+        "key" => Value::Int(i64::from(director::hash32(&[strands_arg(args, 0)]))),
+        "backend" => return Ok(None),
+        _ => Value::Void,
+    }))
+}
+
+/// Runs `vcl_init`; a failure (or a `return (fail)`) refuses the VCL, as varnishd does. Shard
+/// directors with changes not reconfigured yet are reconfigured with 67 replicas when it ends
+/// (Varnish's end-of-task `reconfigure`).
 fn run_init(program: &Program) -> Result<Vec<DirectorRt>, LoadError> {
     let env = InitEnv {
+        program,
         directors: RefCell::new(Vec::new()),
     };
     let mut ctx = Ctx::new(crate::server::shard::unix_now()).with_env(&env);
@@ -296,7 +656,19 @@ fn run_init(program: &Program) -> Result<Vec<DirectorRt>, LoadError> {
     }
     drop(ctx);
     let mut d = env.directors.into_inner();
-    d.resize(program.objects.len().max(d.len()), DirectorRt::default());
+    d.resize_with(program.objects.len().max(d.len()), DirectorRt::default);
+    for (obj, dir) in d.iter_mut().enumerate() {
+        let Some(sh) = dir.shard.as_deref_mut() else {
+            continue;
+        };
+        if sh.has_pending() {
+            if let Err(e) = sh.reconfigure(i64::from(shard::DEFAULT_REPLICAS)) {
+                let name = program.objects.get(obj).map_or("", |o| &*o.name);
+                eprintln!("Error vcl_init: vmod_directors: shard {name}: {e}");
+            }
+        }
+        dir.members = sh.backends().iter().map(|b| b.member).collect();
+    }
     Ok(d)
 }
 
@@ -489,6 +861,157 @@ mod tests {
         assert_eq!(
             v.directors[0].members,
             vec![BackendRef::Backend(1), BackendRef::Backend(0)]
+        );
+    }
+
+    fn load_err(text: &str) -> String {
+        let (mut map, parsed) = parse_str("t.vcl", text);
+        let p = compile(
+            &mut map,
+            &parsed.expect("parses"),
+            &CompileOptions::default(),
+        )
+        .expect("compiles");
+        LoadedVcl::prepare(p).expect_err("refused").0
+    }
+
+    const TWO: &str = "vcl 4.1;\nimport directors;\n\
+        backend a { .host = \"127.0.0.1\"; .port = \"81\"; }\n\
+        backend b { .host = \"127.0.0.1\"; .port = \"82\"; }\n\
+        sub vcl_recv { if (req.url == \"/\") { set req.backend_hint = a; } \
+        else { set req.backend_hint = b; } }\n";
+
+    #[test]
+    fn vcl_init_records_weights_sticky_and_shard() {
+        let v = load(&format!(
+            "{TWO}sub vcl_init {{\n\
+               new rd = directors.random(); rd.add_backend(a, 2.5); rd.add_backend(b, 1);\n\
+               new h = directors.hash(); h.add_backend(a); h.add_backend(b, 3);\n\
+               new fb = directors.fallback(sticky = true); fb.add_backend(a);\n\
+               new sh = directors.shard(); sh.add_backend(a); sh.add_backend(b, ident = \"bee\");\n\
+               sh.set_rampup(5s); sh.set_warmup(0.25); sh.set_warmup(2.0);\n\
+               new sh2 = directors.shard(); sh2.add_backend(a);\n\
+               if (!sh2.reconfigure(replicas = 3)) {{ return (fail); }}\n\
+               sh2.remove_backend(a);\n\
+             }}\n"
+        ));
+        assert_eq!(v.directors[0].weights, vec![2.5, 1.0]);
+        assert_eq!(v.directors[1].weights, vec![1.0, 3.0]);
+        assert!(v.directors[2].sticky && !v.directors[0].sticky);
+        // Not reconfigured in vcl_init: done with 67 replicas when it ends.
+        let sh = v.directors[3].shard.as_deref().expect("shard");
+        assert_eq!(sh.points(), 134);
+        assert_eq!(sh.backends()[1].ident(), "bee");
+        assert_eq!((sh.rampup, sh.warmup), (5.0, 0.25));
+        assert_eq!(
+            v.directors[3].members,
+            vec![BackendRef::Backend(0), BackendRef::Backend(1)]
+        );
+        // The implicit reconfigure after the last removal leaves no backend.
+        assert!(v.directors[4].members.is_empty());
+        assert!(v.has_shard);
+    }
+
+    #[test]
+    fn director_errors_refuse_the_vcl() {
+        let e = load_err(&format!(
+            "{TWO}sub vcl_init {{ new rr = directors.round_robin(); rr.add_backend(none); }}\n"
+        ));
+        assert!(e.contains("rr: None backend cannot be added"), "{e}");
+        let e = load_err(&format!(
+            "{TWO}sub vcl_init {{ new sh = directors.shard(); sh.add_backend(a); \
+             new rr = directors.round_robin(); rr.add_backend(sh.backend(resolve = NOW)); }}\n"
+        ));
+        assert!(e.contains("cannot be used in vcl_init"), "{e}");
+    }
+
+    #[test]
+    fn shard_call_checks_arguments_as_varnish() {
+        use super::shard::HealthMode;
+        let args = |v: Vec<Option<Value<'static>>>| v;
+        let dflt = || {
+            args(vec![
+                Some(Value::Enum("HASH")),
+                None,
+                None,
+                Some(Value::Int(0)),
+                Some(Value::Real(-1.0)),
+                Some(Value::Bool(true)),
+                Some(Value::Enum("CHOSEN")),
+                None,
+                None,
+            ])
+        };
+        assert_eq!(shard_call("s", &dflt(), Method::Init), Ok(ShardCall::Lazy));
+        let now = shard_call("s", &dflt(), Method::Recv).expect("ok");
+        assert!(matches!(
+            now,
+            ShardCall::Now {
+                by: ShardBy::Hash,
+                ..
+            }
+        ));
+        let mut a = dflt();
+        a[0] = Some(Value::Enum("KEY"));
+        let e = shard_call("s", &a, Method::Recv).expect_err("no key");
+        assert_eq!(
+            e,
+            "vmod_directors: shard s: shard.backend() missing key argument with by=KEY"
+        );
+        a[1] = Some(Value::Int(7));
+        a[3] = Some(Value::Int(2));
+        a[6] = Some(Value::Enum("ALL"));
+        match shard_call("s", &a, Method::BackendFetch) {
+            Ok(ShardCall::Now { by, params }) => {
+                assert_eq!(by, ShardBy::Key(7));
+                assert_eq!((params.alt, params.healthy), (2, HealthMode::All));
+            }
+            other => panic!("{other:?}"),
+        }
+        a[1] = Some(Value::Int(1 << 40));
+        assert!(shard_call("s", &a, Method::Recv).is_err());
+        let mut a = dflt();
+        a[3] = Some(Value::Int(-1));
+        assert!(shard_call("s", &a, Method::Recv)
+            .expect_err("alt")
+            .ends_with("invalid alt argument -1"));
+        let mut a = dflt();
+        a[1] = Some(Value::Int(1));
+        assert!(shard_call("s", &a, Method::Recv)
+            .expect_err("key with HASH")
+            .contains("invalid with by=HASH"));
+        let mut a = dflt();
+        a[8] = Some(Value::Enum("LAZY"));
+        a[0] = Some(Value::Enum("URL"));
+        assert!(
+            shard_call("s", &a, Method::Recv).is_err(),
+            "LAZY with args, client side"
+        );
+        assert!(matches!(
+            shard_call("s", &a, Method::BackendFetch),
+            Ok(ShardCall::Now {
+                by: ShardBy::Url,
+                ..
+            })
+        ));
+        let site = |sub, hash| Site {
+            sub,
+            url: Some(b"/x"),
+            hash,
+            now: 0.0,
+        };
+        let url_key = director::hash32(&[b"/x"]);
+        assert_eq!(
+            ShardBy::Hash.key(&site(Method::Recv, Some(b"k\0"))),
+            url_key
+        );
+        assert_eq!(
+            ShardBy::Hash.key(&site(Method::BackendFetch, Some(b"k\0"))),
+            director::digest_key(b"k\0")
+        );
+        assert_eq!(
+            ShardBy::Hash.key(&site(Method::BackendFetch, None)),
+            url_key
         );
     }
 

@@ -10,8 +10,9 @@
 //! The parts: `diag` (source map, spans, diagnostics and their rendering), `lexer` (tokens),
 //! `ast` (the untyped syntax tree), `parser` (syntax only, `include` resolved), `symbols` (the
 //! Varnish symbol tables the checker resolves names and types against), `check` (names, types,
-//! permissions, tables; the built-in VCL appended) and `program` (the compiled, pre-resolved
-//! form the interpreter runs).
+//! permissions, tables; the built-in VCL appended), `program` (the compiled, pre-resolved
+//! form the interpreter runs) and `re` (its regexes, with matchers of their own for the
+//! common anchored and literal shapes).
 
 pub mod ast;
 pub mod check;
@@ -21,6 +22,7 @@ pub mod lexer;
 pub mod loaded;
 pub mod parser;
 pub mod program;
+pub mod re;
 pub mod symbols;
 
 pub use check::{compile, compile_file, CompileOptions, CompileResult, Resolver, BUILTIN_VCL};

@@ -16,7 +16,7 @@
 //! * implicit conversions are explicit nodes ([`ExprKind::ToString`], [`ExprKind::ToBool`],
 //!   [`ExprKind::IntToReal`]) and a director object given where a BACKEND is expected is a call of
 //!   its `.backend()` method;
-//! * regular expressions are compiled once (`regex::bytes::Regex` in an `Arc`, shared between
+//! * regular expressions are compiled once ([`super::re::Regex`] in an `Arc`, shared between
 //!   identical literals); ACLs are prefix tables ([`AclTable`]) sorted most specific first;
 //! * backends ([`BackendDef`]) and probes ([`ProbeSpec`]) are tables with every value defaulted as
 //!   Varnish does, host names already resolved; director objects created by `new` in vcl_init are
@@ -160,7 +160,7 @@ pub enum ExprKind {
     Acl(AclId),
     Object(ObjId),
     /// A compiled regex literal (regsub's pattern).
-    Regex(Arc<regex::bytes::Regex>),
+    Regex(Arc<super::re::Regex>),
     ToString(Box<Expr>),
     /// BOOL context: BACKEND and INT non-zero, DURATION > 0, strings "is set".
     ToBool(Box<Expr>),
@@ -183,7 +183,7 @@ pub enum ExprKind {
     },
     RegexMatch {
         subject: Box<Expr>,
-        regex: Arc<regex::bytes::Regex>,
+        regex: Arc<super::re::Regex>,
         negate: bool,
     },
     AclMatch {

@@ -1501,7 +1501,7 @@ pub static METHODS: &[Func] = &[
         ],
     )
     .sup(),
-    Func::meth(ObjectKind::Shard, "clear", T::Bool, &[]),
+    Func::meth(ObjectKind::Shard, "clear", T::Bool, &[]).sup(),
     Func::meth(
         ObjectKind::Shard,
         "reconfigure",

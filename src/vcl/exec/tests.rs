@@ -820,10 +820,7 @@ fn deep_blocks_and_expressions_fit_a_small_stack() {
                     h(&c.req.as_ref().unwrap().headers, "deep"),
                     Some(&b"yes"[..])
                 );
-                let m = Machine {
-                    prog: &p,
-                    method: Method::Recv,
-                };
+                let m = Machine::new(&p, Method::Recv);
                 assert_eq!(m.eval(&e, &c, 0).unwrap(), Value::Bool(true));
             })
             .unwrap()
@@ -842,4 +839,293 @@ fn taken_hash_key_equals_the_parts_key() {
     assert_eq!(h.take_key(), want);
     assert_eq!(h.parts().count(), 0);
     assert!(h.buf.is_empty());
+}
+
+#[test]
+fn header_names_compare_like_eq_ignore_ascii_case() {
+    let names: &[&[u8]] = &[
+        b"",
+        b"a",
+        b"A",
+        b"host",
+        b"Host",
+        b"HOST",
+        b"hosT",
+        b"h0st",
+        b"@",
+        b"`",
+        b"[",
+        b"{",
+        b"Z",
+        b"z",
+        b"accept-encoding",
+        b"Accept-Encoding",
+        b"ACCEPT-ENCODINg",
+        b"accept-encodinh",
+        b"x-\xff-y",
+        b"X-\xdf-Y",
+        b"x-\xff-Y",
+        b"12345678",
+        b"1234567",
+        b"abcdefghijklmnopq",
+        b"ABCDEFGHIJKLMNOPQ",
+        b"ABCDEFGHIJKLMNOPq",
+        b"\xc1",
+        b"\xe1",
+    ];
+    for a in names {
+        for b in names {
+            if a.len() == b.len() {
+                assert_eq!(
+                    eq_ignore_case(a, b),
+                    a.eq_ignore_ascii_case(b),
+                    "{:?} {:?}",
+                    a.escape_ascii().to_string(),
+                    b.escape_ascii().to_string()
+                );
+            }
+        }
+    }
+    // Every byte pair, one position.
+    for x in 0..=255u8 {
+        for y in 0..=255u8 {
+            assert_eq!(eq_ignore_case(&[x], &[y]), [x].eq_ignore_ascii_case(&[y]));
+        }
+    }
+}
+
+/// The conditions and strings the interpreter evaluates without [`Value`]s (`cond`,
+/// `str_ref`), against the general path (`eval`, then `boolean` / `to_str`).
+const SHORTCUTS: &str = r#"
+vcl 4.1;
+import std;
+
+backend alpha { .host = "alpha.test"; }
+acl local { "127.0.0.1"; }
+
+sub vcl_recv {
+    if (req.http.host ~ "^(api|rest)\.example\.(com|net)$") {}
+    if (req.http.host !~ "^(api|rest)\.example\.(com|net)$") {}
+    if (req.url ~ "^/api/" || req.url ~ "^/(static|assets|img)/") {}
+    if (req.url ~ "[?&](utm_[a-z]+|gclid|fbclid)=") {}
+    if (req.http.missing ~ "^$") {}
+    if (req.http.missing !~ "x") {}
+    if (req.http.host ~ "[[:upper:]]") {}
+    if (req.http.Accept-Encoding) {}
+    if (!req.http.cookie) {}
+    if (req.http.Accept-Encoding ~ "gzip") {}
+    if (req.http.host == "api.example.com") {}
+    if (req.http.missing == "a") {}
+    if (req.http.missing != "a") {}
+    if (req.http.missing == req.http.missing2) {}
+    if (req.http.missing != req.http.missing2) {}
+    if (req.http.missing < "a") {}
+    if (req.http.missing > "a") {}
+    if (req.http.missing >= "a") {}
+    if ("a" <= req.http.missing) {}
+    if (req.url < "/b") {}
+    if (req.url >= req.http.host) {}
+    if (req.url <= req.url) {}
+    if (req.method == "GET" && req.url ~ "x" || req.http.a) {}
+    if (req.method != "GET" && req.method != "HEAD") {}
+    if (std.tolower(req.http.host) == "api.example.com") {}
+    if (regsub(req.http.host, ":[0-9]+$", "") == "api.example.com") {}
+    if (req.xid == "1") {}
+    if (req.proto ~ "1\.1") {}
+    if (client.ip ~ local) {}
+    if (req.restarts == 0) {}
+    if (req.restarts == 0 && req.proto == "HTTP/1.1") {}
+    if (!(req.http.a || req.http.b) && !req.http.c) {}
+    if (req.backend_hint) {}
+    if (req.http.host ~ "(?i)^API\.") {}
+    set req.http.s1 = regsub(req.http.host, ":[0-9]+$", "");
+    set req.http.s2 = std.tolower(regsub(req.http.host, ":[0-9]+$", ""));
+    set req.http.s3 = regsuball(req.url, "(utm_[a-z]+|gclid|fbclid)=[^&]*&?", "");
+    set req.http.s4 = regsub(req.url, "[?&]$", "");
+    set req.http.s5 = regsub(req.url, "^/(a|b)", "/\1\1");
+    set req.http.s6 = regsub(req.url, "^/", "\0\0");
+    set req.http.s7 = req.http.host + "-" + req.url;
+    set req.http.s8 = req.http.missing;
+    set req.http.s9 = std.toupper(req.http.missing);
+    set req.http.s10 = "lit";
+    set req.http.s11 = req.url;
+    set req.http.s12 = regsub(req.url, "^/x", "");
+    set req.http.s13 = regsuball(req.url, "^/x", "");
+    set req.http.s14 = regsuball(req.url, "[?&]$", "");
+    set req.http.s15 = regsuball(req.http.host, "[.]", "\\");
+    set req.http.s16 = std.toupper(req.http.host);
+    set req.http.s17 = req.xid;
+    set req.http.s18 = req.restarts;
+    set req.http.s19 = req.backend_hint;
+}
+"#;
+
+#[test]
+fn shortcut_paths_agree_with_the_general_path() {
+    let p = prog(SHORTCUTS);
+    let m = Machine::new(&p, Method::Recv);
+    let code = p.method(Method::Recv);
+    let contexts: Vec<ReqCtx> = vec![
+        req("GET", "/obj", &[("Host", "127.0.0.1:6081")]),
+        req("GET", "/api/v1?a=1&", &[("host", "API.example.com")]),
+        req(
+            "HEAD",
+            "/x/p?utm_source=a&gclid=b&c=1",
+            &[("HOST", "rest.example.net:80")],
+        ),
+        req(
+            "POST",
+            "/bb",
+            &[
+                ("Host", "a"),
+                ("Accept-Encoding", "br, gzip"),
+                ("Cookie", "x=1"),
+                ("a", ""),
+                ("missing2", "a"),
+            ],
+        ),
+        req("PURGE", "/static/x.css", &[("missing", "a"), ("c", "1")]),
+        req("GET", "", &[]),
+    ];
+    let mut conds = 0;
+    let mut strings = 0;
+    for r in contexts {
+        let mut c = client_ctx(r);
+        c.req.as_mut().unwrap().backend_hint = be(&p, "alpha");
+        for st in &code.body {
+            match st {
+                Stmt::If { branches, .. } => {
+                    for (e, _) in branches {
+                        let fast = m.cond(e, &c, 0).map_err(String::from);
+                        let general = m.eval(e, &c, 0).and_then(|v| boolean(&v));
+                        assert_eq!(fast, general, "{e:?} on {:?}", c.req);
+                        conds += 1;
+                    }
+                }
+                Stmt::Set { value, .. } => {
+                    let fast = m.str_ref(value, &c, 0);
+                    let general = m.eval(value, &c, 0).and_then(|v| m.to_str(v));
+                    assert_eq!(fast, general, "{value:?} on {:?}", c.req);
+                    strings += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(conds > 100 && strings > 50, "{conds} {strings}");
+}
+
+#[test]
+fn a_header_set_from_a_slice_of_the_request_shares_its_buffer() {
+    let p = prog(ROUTING);
+    let mut head = Headers::new();
+    let value = Bytes::from(b"example.com:8080".to_vec());
+    head.append("Host", value.clone());
+    let mut c = client_ctx(ReqCtx {
+        headers: head,
+        ..req("GET", "/x", &[])
+    });
+    run(&p, Method::Recv, &mut c).unwrap();
+    let host = c.req.as_ref().unwrap().headers.get("host").unwrap().clone();
+    assert_eq!(&host[..], b"example.com");
+    // No copy: the new value is a slice of the old one.
+    assert_eq!(host.as_ptr(), value.as_ptr());
+    // A literal, a built string and a slice of another field are stored as they are.
+    let p = prog(
+        "vcl 4.1; import std; backend default { .host = \"a.test\"; }\n\
+         sub vcl_recv {\n\
+           set req.http.a = \"lit\";\n\
+           set req.http.b = std.toupper(req.url);\n\
+           set req.http.c = regsub(req.url, \"^/\", \"\");\n\
+           set req.url = regsub(req.http.c, \"y$\", \"\");\n\
+           return (hash);\n\
+         }",
+    );
+    let mut c = client_ctx(req("GET", "/xy", &[]));
+    run(&p, Method::Recv, &mut c).unwrap();
+    let r = c.req.as_ref().unwrap();
+    assert_eq!(h(&r.headers, "a"), Some(&b"lit"[..]));
+    assert_eq!(h(&r.headers, "b"), Some(&b"/XY"[..]));
+    assert_eq!(h(&r.headers, "c"), Some(&b"xy"[..]));
+    assert_eq!(&r.url[..], b"x");
+}
+
+#[test]
+fn regsub_deleting_at_an_end_borrows_and_agrees_with_the_general_loop() {
+    let cases: &[(&str, &str)] = &[
+        (":[0-9]+$", "127.0.0.1:6081"),
+        (":[0-9]+$", "127.0.0.1"),
+        ("[?&]$", "/a?b=1&"),
+        ("^/x", "/x/y"),
+        ("^/x", "/y/x"),
+        ("x", "axbxc"),
+        ("x*", "axbxc"),
+        ("^", "abc"),
+        ("$", "abc"),
+        ("", ""),
+        (
+            "(utm_[a-z]+|gclid|fbclid)=[^&]*&?",
+            "/p?utm_a=1&gclid=2&x=3",
+        ),
+        ("b", "b"),
+    ];
+    for (pat, subject) in cases {
+        let re = crate::vcl::re::Regex::new(pat, 1 << 22).unwrap();
+        let plain = regex::bytes::Regex::new(pat).unwrap();
+        for all in [false, true] {
+            let want: Vec<u8> = if all {
+                plain.replace_all(subject.as_bytes(), &b""[..]).into_owned()
+            } else {
+                plain.replace(subject.as_bytes(), &b""[..]).into_owned()
+            };
+            let borrowed = regsub(&re, Cow::Borrowed(subject.as_bytes()), b"", all);
+            assert_eq!(&borrowed[..], &want[..], "{pat:?} {subject:?} all={all}");
+            let owned = regsub(&re, Cow::Owned(subject.as_bytes().to_vec()), b"", all);
+            assert_eq!(&owned[..], &want[..], "{pat:?} {subject:?} all={all}");
+            // No match, or a first match that ends the subject, or (for regsub) one that
+            // starts it: a slice of the subject.
+            let first = plain.find(subject.as_bytes());
+            let slice = first.is_none_or(|m| m.end() == subject.len() || (m.start() == 0 && !all));
+            assert_eq!(
+                matches!(borrowed, Cow::Borrowed(_)),
+                slice,
+                "{pat:?} {subject:?} all={all}"
+            );
+        }
+    }
+}
+
+#[test]
+fn case_conversion_finds_letters_like_a_byte_loop() {
+    let mut subjects: Vec<Vec<u8>> = vec![];
+    for n in 0..20 {
+        for letter in [
+            b'a', b'A', b'z', b'Z', b'@', b'[', b'`', b'{', 0xC1, 0xE1, b'0',
+        ] {
+            for at in 0..n {
+                let mut v = vec![b'.'; n];
+                v[at] = letter;
+                subjects.push(v);
+            }
+        }
+        subjects.push(vec![b'.'; n]);
+    }
+    for b in &subjects {
+        for up in [false, true] {
+            let want = if up {
+                b.to_ascii_uppercase()
+            } else {
+                b.to_ascii_lowercase()
+            };
+            let got = change_case(Cow::Borrowed(b), up);
+            assert_eq!(
+                &got[..],
+                &want[..],
+                "{:?} up={up}",
+                b.escape_ascii().to_string()
+            );
+            // Unchanged strings are not copied.
+            assert_eq!(matches!(got, Cow::Borrowed(_)), want == *b);
+        }
+    }
 }
