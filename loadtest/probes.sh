@@ -1,0 +1,432 @@
+#!/usr/bin/env bash
+# Health load test: N probed backends (default 10,000) at `.interval = 1s`, ringcache against
+# varnishd 7.1 running the same generated VCL. What the health issue asks: the poller's CPU and
+# probe lateness (p50/p99 of start time minus due time); goal under 25 % of one core, p99 under
+# 5 ms. docs/benchmarks.md ("Health: 10,000 probed backends") has the method and results.
+#
+#   bash loadtest/probes.sh
+#   N=2000 DURATION=20 WARMUP=5 SKIP_VARNISH=1 bash loadtest/probes.sh      # smoke run
+#
+# Setup. One origin, loadtest/probe_origin.rs (std-only Rust, built with rustc -O), answers
+# every probe `200`, `Connection: close` and closes; it is pinned to CPU $ORIGIN_CPU (0) and
+# logs each probe's Host header, accept time and close time. The VCL has N backends b0..bN-1,
+# all on that origin, each with `.host_header = "bI"` (so the origin tells them apart) and the
+# shared probe `{ .url = "/"; .interval = 1s; .timeout = 1s; .window = 5; .threshold = 3;
+# .initial = 3; }`; vcl_recv references every backend (`if (req.http.x-b == "bI") {...}`),
+# since both servers refuse unused backends. The server runs pinned to CPU $SERVER_CPU (1):
+# ringcache `-p cores=1` (its one shard, idle, and the poller share that core), varnishd with
+# default parameters but cli_timeout (a 10k-backend VCL takes a while to load).
+#
+# Per server: compile time (`ringcache -C`; `varnishd -C`, which only translates to C), boot
+# time (start to ready: ringcache's "ready" line, varnishd's `status` = running) and the time
+# until the origin has seen every backend once (the first round); then WARMUP s, then a
+# DURATION s window in which it measures:
+#   * CPU, in % of one core, from /proc (utime+stime): ringcache's "ringcache-poller" thread
+#     and whole process; varnishd's whole process tree (manager + child), its per-thread-name
+#     split, and the same servers' idle CPU with `-b` (no probe) for BASELINE s, subtracted;
+#   * lateness, seen from the origin (loadtest/probe_stats.py): per backend, the next probe's
+#     accept time minus the previous probe's close time minus the interval. Both servers
+#     schedule the next poke one interval after the previous one completed, so this is the
+#     poller's lateness plus two loopback hand-offs (the prober noticing the close, the next
+#     connect reaching accept): an upper bound of what the poller's own `Lateness` histogram
+#     records. If the admin port offers poller counters (`stat` names matching *poll*/*late*),
+#     they are copied into the report too;
+#   * probes per second, backends probed, health at the end (`backend.list`), "Went sick"
+#     lines (ringcache's stderr; none expected: `.initial = threshold`), RSS and VmHWM.
+#
+# Env knobs: N (10000), DURATION (60, s), WARMUP (10, s after ready), BASELINE (20, s),
+# RUNS (1; >1 alternates ringcache, varnish, ringcache, ...), SKIP_VARNISH, SKIP_RINGCACHE,
+# SKIP_BUILD, SERVER_CPU (1, or none), ORIGIN_CPU (0, or none), ORIGIN_THREADS (4),
+# QUIET_WAIT (600 s to wait for an idle machine before each run), BOOT_WAIT (900 s),
+# CARGO_TARGET_DIR, OUT_DIR (loadtest/out), KEEP=1 keeps the work directory, SOURCE (what the
+# binaries were built from, for the report, with SKIP_BUILD=1).
+set -euo pipefail
+
+N=${N:-10000}
+DURATION=${DURATION:-60}
+WARMUP=${WARMUP:-10}
+BASELINE=${BASELINE:-20}
+RUNS=${RUNS:-1}
+SKIP_VARNISH=${SKIP_VARNISH:-0}
+SKIP_RINGCACHE=${SKIP_RINGCACHE:-0}
+SKIP_BUILD=${SKIP_BUILD:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+ORIGIN_CPU=${ORIGIN_CPU:-0}
+ORIGIN_THREADS=${ORIGIN_THREADS:-4}
+QUIET_WAIT=${QUIET_WAIT:-600}
+BOOT_WAIT=${BOOT_WAIT:-900}
+KEEP=${KEEP:-0}
+INTERVAL=1 # seconds; the VCL below says 1s
+
+for v in N DURATION WARMUP BASELINE RUNS QUIET_WAIT BOOT_WAIT; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$v must be a whole number" >&2; exit 2; }
+done
+((N >= 1 && N <= 60000)) || { echo "N must be 1..60000" >&2; exit 2; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT_DIR=${OUT_DIR:-$ROOT/loadtest/out}
+RINGCACHE_BIN=$TARGET/release/ringcache
+PROBE_ORIGIN_BIN=$TARGET/release/probe_origin
+CLK_TCK=$(getconf CLK_TCK)
+
+# shellcheck source=loadtest/common.sh
+source "$ROOT/loadtest/common.sh"
+# shellcheck source=loadtest/probe_common.sh
+source "$ROOT/loadtest/probe_common.sh"
+
+for tool in taskset python3 rustc; do command -v "$tool" >/dev/null || die "$tool not found"; done
+if [[ $SKIP_VARNISH != 1 ]]; then
+    for tool in varnishd varnishadm; do command -v "$tool" >/dev/null || die "$tool not found (or SKIP_VARNISH=1)"; done
+fi
+
+WORK=$(mktemp -d /tmp/ringcache-probes.XXXXXX)
+chmod 755 "$WORK" # varnishd drops privileges (users varnish/vcache) and must reach its -n dir
+PIDS=()
+
+cleanup() {
+    local rc=$? p
+    trap - EXIT INT TERM
+    for p in "${PIDS[@]}"; do stop_tree "$p"; done
+    if [[ $KEEP == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    log "total runtime $((SECONDS / 60))m$((SECONDS % 60))s"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Forget a pid we stopped ourselves (so cleanup does not look for it again).
+forget() {
+    local p keep=()
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# `taskset -c CPU` (or nothing for "none") as a command prefix, in arrays.
+SRV_PIN=()
+[[ $SERVER_CPU == none ]] || SRV_PIN=(taskset -c "$SERVER_CPU")
+
+# The VCL: $1 = origin port, $2 = output file.
+gen_vcl() {
+    python3 - "$N" "$1" >"$2" <<'EOF'
+import sys
+n, port = int(sys.argv[1]), sys.argv[2]
+out = ["vcl 4.1;", "",
+       "probe p {",
+       '    .url = "/";',
+       "    .interval = 1s;",
+       "    .timeout = 1s;",
+       "    .window = 5;",
+       "    .threshold = 3;",
+       "    .initial = 3;",
+       "}", ""]
+for i in range(n):
+    out.append('backend b%d { .host = "127.0.0.1"; .port = "%s"; .host_header = "b%d"; .probe = p; }'
+               % (i, port, i))
+out += ["", "sub vcl_recv {"]
+for i in range(n):
+    out.append('    if (req.http.x-b == "b%d") { set req.backend_hint = b%d; }' % (i, i))
+out += ["}", ""]
+print("\n".join(out))
+EOF
+}
+
+# Seconds between two ns timestamps, 3 decimals.
+secs() { python3 -c 'import sys; print("%.3f" % ((int(sys.argv[2]) - int(sys.argv[1])) / 1e9))' "$1" "$2"; }
+# % of one core for $1 ticks over $2 seconds.
+pct() { python3 -c 'import sys; print("%.2f" % (float(sys.argv[1]) / float(sys.argv[3]) / float(sys.argv[2]) * 100))' "$1" "$2" "$CLK_TCK"; }
+
+# Admin command against the server of this run.
+adm() {
+    case $SERVER in
+    ringcache) timeout 60 "$RINGCACHE_BIN" adm -T "127.0.0.1:$ADMIN_PORT" -t 30 "$@" ;;
+    varnish) timeout 60 varnishadm -n "$VDIR" -t 30 "$@" ;;
+    esac
+}
+
+# Start $SERVER with VCL file $1 (or "-b" and the origin port as $2). Sets SRV_PID, START_NS,
+# READY_NS (empty when it did not come up within BOOT_WAIT).
+start_server() {
+    local what=$1 arg=$2 log=$3 src i
+    SRV_PORT=$(free_port)
+    ADMIN_PORT=$(free_port)
+    if [[ $what == -b ]]; then src=(-b "127.0.0.1:$arg"); else src=(-f "$arg"); fi
+    START_NS=$(now_ns)
+    case $SERVER in
+    ringcache)
+        "${SRV_PIN[@]}" "$RINGCACHE_BIN" -a "127.0.0.1:$SRV_PORT" "${src[@]}" -T "127.0.0.1:$ADMIN_PORT" \
+            -p cores=1 -s 256m >"$log" 2>&1 &
+        ;;
+    varnish)
+        VDIR=$WORK/varnish-$SRV_PORT
+        "${SRV_PIN[@]}" varnishd -F -n "$VDIR" -a "127.0.0.1:$SRV_PORT" "${src[@]}" -T "127.0.0.1:$ADMIN_PORT" \
+            -p cli_timeout=900 -s malloc,256m >"$log" 2>&1 &
+        ;;
+    esac
+    SRV_PID=$!
+    PIDS+=("$SRV_PID")
+    READY_NS=
+    for ((i = 0; i < BOOT_WAIT * 20; i++)); do
+        kill -0 "$SRV_PID" 2>/dev/null || break
+        case $SERVER in
+        ringcache) grep -q -m1 '^ringcache: ready' "$log" && READY_NS=$(now_ns) ;;
+        varnish)
+            # The manager answers before the child has loaded the VCL; "running" means loaded.
+            if ((i % 4 == 0)) && [[ -e $VDIR/_.vsm_mgt ]] &&
+                adm status 2>/dev/null | grep -q 'running'; then
+                READY_NS=$(now_ns)
+            fi
+            ;;
+        esac
+        [[ -n $READY_NS ]] && break
+        sleep 0.05
+    done
+    if [[ -z $READY_NS ]]; then
+        log "$SERVER did not become ready; its log:"
+        tail -20 "$log" >&2
+        return 1
+    fi
+}
+
+stop_server() {
+    stop_tree "$SRV_PID"
+    forget "$SRV_PID"
+}
+
+# One measured run of $SERVER (ringcache or varnish), run number $1. Writes $RUN/result.kv.
+measure() {
+    local run=$1
+    RUN=$WORK/$SERVER-$run
+    mkdir -p "$RUN"
+    chmod 755 "$RUN"
+    local kv=$RUN/result.kv
+    : >"$kv"
+    put() { printf '%s=%s\n' "$1" "$2" >>"$kv"; }
+    put server "$SERVER"
+    put run "$run"
+    wait_quiet "$QUIET_WAIT"
+    put quiet "$QUIET_NOTE"
+    put load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
+
+    start_probe_origin "$ORIGIN_CPU" "$RUN/origin" "$RUN/origin.count"
+    local vcl=$RUN/probes.vcl t_a t_b
+    gen_vcl "$ORIGIN_PORT" "$vcl"
+    put vcl_lines "$(wc -l <"$vcl")"
+    put vcl_bytes "$(wc -c <"$vcl")"
+
+    # Compile time on its own (the server is not running yet).
+    t_a=$(now_ns)
+    case $SERVER in
+    ringcache) "${SRV_PIN[@]}" "$RINGCACHE_BIN" -C -f "$vcl" >"$RUN/compile.out" 2>&1 || die "ringcache -C failed: $(tail -5 "$RUN/compile.out")" ;;
+    varnish) "${SRV_PIN[@]}" varnishd -C -f "$vcl" -n "$WORK/vcc-$run" >"$RUN/compile.out" 2>&1 || die "varnishd -C failed: $(tail -5 "$RUN/compile.out")" ;;
+    esac
+    t_b=$(now_ns)
+    put compile_s "$(secs "$t_a" "$t_b")"
+
+    log "$SERVER run $run: starting with $N probed backends"
+    start_server -f "$vcl" "$RUN/server.log" || { put status "did not start"; stop_tree "$ORIGIN_PID"; forget "$ORIGIN_PID"; return; }
+    put boot_s "$(secs "$START_NS" "$READY_NS")"
+    log "$SERVER run $run: ready after $(secs "$START_NS" "$READY_NS") s; warming up ${WARMUP}s"
+    sleep "$WARMUP"
+
+    local p0 p1 c0 c1 o0 o1 b0 b1 st0 st1 t0 t1 have_ps=0
+    # The poller's own lateness histogram, when the admin port has `poller.stats` (reset here).
+    if [[ $SERVER == ringcache ]] && adm help 2>/dev/null | grep -q '^poller.stats'; then
+        have_ps=1
+        adm poller.stats -r >/dev/null 2>&1 || have_ps=0
+    fi
+    p0=$(thread_ticks "$SRV_PID" ringcache-polle) # comm keeps 15 bytes of "ringcache-poller"
+    c0=$(tree_ticks "$SRV_PID")
+    o0=$(tree_ticks "$ORIGIN_PID")
+    comm_ticks "$SRV_PID" >"$RUN/comm0.tsv"
+    read -r b0 st0 < <(sys_ticks)
+    local lo0 lo1 rto0 rto1
+    lo0=$(tcpext ListenOverflows)
+    rto0=$(tcpext TCPTimeouts)
+    t0=$(now_ns)
+    sleep "$DURATION"
+    t1=$(now_ns)
+    p1=$(thread_ticks "$SRV_PID" ringcache-polle)
+    if ((have_ps)); then
+        adm poller.stats >"$RUN/poller.stats" 2>&1 || true
+        awk 'NF == 2 { print "poller_" $1 "=" $2 }' "$RUN/poller.stats" >>"$kv"
+    fi
+    c1=$(tree_ticks "$SRV_PID")
+    o1=$(tree_ticks "$ORIGIN_PID")
+    comm_ticks "$SRV_PID" >"$RUN/comm1.tsv"
+    read -r b1 st1 < <(sys_ticks)
+    lo1=$(tcpext ListenOverflows)
+    rto1=$(tcpext TCPTimeouts)
+    local el rss hwm
+    el=$(secs "$t0" "$t1")
+    read -r rss hwm < <(tree_rss "$SRV_PID")
+    put window_s "$el"
+    put proc_cpu_pct "$(pct $((c1 - c0)) "$el")"
+    if [[ $SERVER == ringcache ]]; then put poller_cpu_pct "$(pct $((p1 - p0)) "$el")"; fi
+    put origin_cpu_pct "$(pct $((o1 - o0)) "$el")"
+    put others_cpu_pct "$(pct $((b1 - b0 - (c1 - c0) - (o1 - o0))) "$el")"
+    put steal_pct "$(pct $((st1 - st0)) "$el")"
+    put listen_overflows "$((lo1 - lo0))"
+    put tcp_rtos "$((rto1 - rto0))"
+    put rss_mib "$((rss / 1024))"
+    put hwm_mib "$((hwm / 1024))"
+    put threads "$(ls /proc/"$SRV_PID"/task 2>/dev/null | wc -l)+$(for p in $(descendants "$SRV_PID"); do ls /proc/"$p"/task; done 2>/dev/null | wc -l)"
+    # CPU per thread name during the window (threads alive at both ends).
+    put threads_cpu "$(python3 - "$RUN/comm0.tsv" "$RUN/comm1.tsv" "$el" "$CLK_TCK" <<'EOF'
+import sys
+def rd(p):
+    return {l.split("\t")[0]: (int(l.split("\t")[1]), int(l.split("\t")[2])) for l in open(p) if l.strip()}
+a, b = rd(sys.argv[1]), rd(sys.argv[2])
+el, tck = float(sys.argv[3]), float(sys.argv[4])
+rows = sorted(((b[k][0] - a.get(k, (0, 0))[0], k, b[k][1]) for k in b), reverse=True)
+print("; ".join("%s x%d %.2f%%" % (k, n, t / tck / el * 100) for t, k, n in rows if t > 0) or "-")
+EOF
+)"
+
+    # Health at the end, and what the admin port knows about the poller.
+    adm backend.list >"$RUN/backend.list" 2>&1 || true
+    put backends_listed "$(grep -c '^boot\.b[0-9]' "$RUN/backend.list" || true)"
+    put backends_healthy "$(grep '^boot\.b[0-9]' "$RUN/backend.list" | grep -c -w 'healthy' || true)"
+    put backends_sick "$(grep '^boot\.b[0-9]' "$RUN/backend.list" | grep -c -w 'sick' || true)"
+    if [[ $SERVER == ringcache ]]; then
+        put went_sick "$(grep -c 'Went sick' "$RUN/server.log" || true)"
+        put health_lines "$(grep -c '^Backend_health' "$RUN/server.log" || true)"
+    fi
+    stop_server
+    sleep 0.3
+    stop_tree "$ORIGIN_PID"
+    forget "$ORIGIN_PID"
+    python3 "$ROOT/loadtest/probe_stats.py" "$RUN/origin" "$t0" "$t1" "$INTERVAL" "$START_NS" b >>"$kv"
+    log "$SERVER run $run: $(tr '\n' ' ' <"$kv")"
+    [[ $KEEP == 1 ]] || rm -f "$RUN"/origin/probes-*.log "$RUN/server.log" "$vcl"
+}
+
+# Idle CPU of $SERVER with -b (no probe), BASELINE s after 3 s of settling.
+baseline() {
+    local dir=$WORK/$SERVER-baseline c0 c1 t0 t1 el
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    wait_quiet "$QUIET_WAIT"
+    start_probe_origin "$ORIGIN_CPU" "$dir/origin" "$dir/origin.count"
+    start_server -b "$ORIGIN_PORT" "$dir/server.log" || die "$SERVER -b did not start"
+    sleep 3
+    c0=$(tree_ticks "$SRV_PID")
+    t0=$(now_ns)
+    sleep "$BASELINE"
+    t1=$(now_ns)
+    c1=$(tree_ticks "$SRV_PID")
+    el=$(secs "$t0" "$t1")
+    {
+        echo "server=$SERVER"
+        echo "run=baseline"
+        echo "window_s=$el"
+        echo "proc_cpu_pct=$(pct $((c1 - c0)) "$el")"
+        echo "boot_s=$(secs "$START_NS" "$READY_NS")"
+    } >"$dir/result.kv"
+    read -r rss hwm < <(tree_rss "$SRV_PID")
+    echo "rss_mib=$((rss / 1024))" >>"$dir/result.kv"
+    stop_server
+    stop_tree "$ORIGIN_PID"
+    forget "$ORIGIN_PID"
+    log "$SERVER baseline: $(tr '\n' ' ' <"$dir/result.kv")"
+}
+
+# ---------------------------------------------------------------------------------------------
+# SOURCE (env) describes the binaries when they were not built from this tree (SKIP_BUILD=1).
+COMMIT=${SOURCE:-"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null ||
+    echo " + uncommitted changes in $(git -C "$ROOT" diff --name-only HEAD -- src | tr '\n' ' ')(diff sha1 $(git -C "$ROOT" diff HEAD -- src | sha1sum | cut -c1-8))")"}
+if [[ $SKIP_BUILD != 1 && $SKIP_RINGCACHE != 1 ]]; then
+    log "building ringcache (release)"
+    (cd "$ROOT" && cargo build --release --bin ringcache) >&2 || die "cargo build failed"
+fi
+[[ $SKIP_RINGCACHE == 1 || -x $RINGCACHE_BIN ]] || die "$RINGCACHE_BIN missing"
+build_probe_origin "$PROBE_ORIGIN_BIN"
+
+SERVERS=()
+[[ $SKIP_RINGCACHE == 1 ]] || SERVERS+=(ringcache)
+[[ $SKIP_VARNISH == 1 ]] || SERVERS+=(varnish)
+((${#SERVERS[@]})) || die "nothing to measure"
+log "N=$N backends, interval ${INTERVAL}s; warm-up ${WARMUP}s, window ${DURATION}s; servers: ${SERVERS[*]}; server CPU $SERVER_CPU, origin CPU $ORIGIN_CPU"
+
+for ((run = 1; run <= RUNS; run++)); do
+    for SERVER in "${SERVERS[@]}"; do measure "$run"; done
+done
+for SERVER in "${SERVERS[@]}"; do ((BASELINE > 0)) && baseline; done
+
+mkdir -p "$OUT_DIR"
+OUT=$OUT_DIR/probes-$(date +%Y%m%d-%H%M%S).md
+{
+    echo "# ringcache health load test: $N probed backends, $(date -Is)"
+    echo
+    echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+    echo "- source: $COMMIT; ringcache binary $(date -r "$RINGCACHE_BIN" +%FT%T 2>/dev/null || echo -)"
+    [[ $SKIP_VARNISH == 1 ]] || echo "- $(varnishd -V 2>&1 | head -1)"
+    echo "- server on CPU $SERVER_CPU, probe origin ($ORIGIN_THREADS threads) on CPU $ORIGIN_CPU; warm-up ${WARMUP}s after ready, window ${DURATION}s"
+    echo "- command: N=$N DURATION=$DURATION WARMUP=$WARMUP BASELINE=$BASELINE RUNS=$RUNS bash loadtest/probes.sh"
+    echo
+    python3 - "$WORK" <<'EOF'
+import glob, os, sys, statistics as st
+res = []
+for p in sorted(glob.glob(os.path.join(sys.argv[1], "*", "result.kv"))):
+    d = {}
+    for l in open(p):
+        if "=" in l:
+            k, v = l.rstrip("\n").split("=", 1)
+            d[k] = v
+    res.append(d)
+runs = [d for d in res if d.get("run") != "baseline"]
+base = {d["server"]: d for d in res if d.get("run") == "baseline"}
+g = lambda d, k: d.get(k, "-")
+def f(d, k):
+    try:
+        return float(d.get(k, "nan"))
+    except ValueError:
+        return float("nan")
+print("## Runs\n")
+print("| server | run | compile s | boot s | first round s | probes/s | backends probed | healthy at end | Went sick | poller CPU % | process CPU % | idle baseline % | net % | origin CPU % | others % | lateness (origin) p50 / p90 / p99 / p99.9 / max ms | > 5 ms | listen overflows / TCP RTOs | RSS / HWM MiB | machine |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for d in runs:
+    if d.get("status"):
+        print("| %s | %s | %s | %s | | | | | | | | | | | | | | | | |" % (d["server"], d["run"], g(d, "compile_s"), d["status"]))
+        continue
+    b = base.get(d["server"], {})
+    net = f(d, "proc_cpu_pct") - f(b, "proc_cpu_pct") if b else float("nan")
+    d["net"] = net
+    print("| %s | %s | %s | %s | %s | %s | %s/%s | %s/%s | %s | %s | %s | %s | %.2f | %s | %s | %s / %s / %s / %s / %s | %s | %s / %s | %s / %s | %s |" % (
+        d["server"], d["run"], g(d, "compile_s"), g(d, "boot_s"), g(d, "first_all_s"), g(d, "probes_per_s"),
+        g(d, "hosts_probed_in_window"), g(d, "hosts_total"), g(d, "backends_healthy"), g(d, "backends_listed"),
+        g(d, "went_sick"), g(d, "poller_cpu_pct"), g(d, "proc_cpu_pct"), g(b, "proc_cpu_pct"), net,
+        g(d, "origin_cpu_pct"), g(d, "others_cpu_pct"),
+        g(d, "gap_p50_ms"), g(d, "gap_p90_ms"), g(d, "gap_p99_ms"), g(d, "gap_p999_ms"), g(d, "gap_max_ms"),
+        g(d, "gap_over_5ms"), g(d, "listen_overflows"), g(d, "tcp_rtos"), g(d, "rss_mib"), g(d, "hwm_mib"), g(d, "quiet")))
+print("\n## CPU by thread name during the window\n")
+for d in runs:
+    print("- %s run %s (%s threads): %s" % (d["server"], d["run"], g(d, "threads"), g(d, "threads_cpu")))
+ap = [d for d in runs if d.get("poller_probes")]
+if ap:
+    print("\n## The poller's own lateness (`poller.stats`, reset at the window's start)\n")
+    print("| server | run | probes started | lateness p50 / p99 / max ms |")
+    print("|---|---|---|---|")
+    for d in ap:
+        ms = lambda k: "%.3f" % (f(d, k) / 1000)
+        print("| %s | %s | %s | %s / %s / %s |" % (d["server"], d["run"], d["poller_probes"],
+            ms("poller_lateness_p50_us"), ms("poller_lateness_p99_us"), ms("poller_lateness_max_us")))
+print("\n## Baselines (`-b`, no probe)\n")
+for s, b in base.items():
+    print("- %s: %s %% of a core over %s s, RSS %s MiB" % (s, g(b, "proc_cpu_pct"), g(b, "window_s"), g(b, "rss_mib")))
+rc = [d for d in runs if d["server"] == "ringcache" and "net" in d]
+vn = [d for d in runs if d["server"] == "varnish" and "net" in d]
+if rc and vn:
+    med = lambda xs, k: st.median(f(d, k) for d in xs)
+    print("\n## Ratios ringcache / varnishd (medians of runs)\n")
+    print("| net process CPU | lateness p50 | lateness p99 | RSS | boot |")
+    print("|---|---|---|---|---|")
+    r = lambda k: "%.3f" % (med(rc, k) / med(vn, k)) if med(vn, k) else "n/a"
+    print("| %s (%.2f %% vs %.2f %%) | %s | %s | %s | %s |" % (r("net"), med(rc, "net"), med(vn, "net"),
+        r("gap_p50_ms"), r("gap_p99_ms"), r("rss_mib"), r("boot_s")))
+EOF
+} >"$OUT"
+echo
+cat "$OUT"
+echo
+log "written to $OUT"
