@@ -40,7 +40,7 @@ tree_ticks() {
 }
 
 # utime+stime (clock ticks) of the threads named $2 in the process tree of $1 (threads alive
-# now; a thread that ended takes its ticks with it).
+# now; a thread that ended takes its ticks with it); only stime if $3 is "stime".
 thread_ticks() {
     local sum=0 p t s f
     for p in "$1" $(descendants "$1"); do
@@ -49,7 +49,11 @@ thread_ticks() {
             s=$(cat "$t/stat" 2>/dev/null) || continue
             s=${s##*) }
             read -r -a f <<<"$s"
-            sum=$((sum + f[11] + f[12]))
+            if [[ ${3:-} == stime ]]; then
+                sum=$((sum + f[12]))
+            else
+                sum=$((sum + f[11] + f[12]))
+            fi
         done
     done
     echo "$sum"

@@ -210,6 +210,8 @@ measure() {
     local o0 o1 c0 c1 p0 p1 b0 b1 st0 st1 t0 t1 w0 w1
     o0=$(cat "$hstats" 2>/dev/null || echo 0)
     c0=$(tree_ticks "$SRV_PID")
+    local og0 og1
+    og0=$(($(tree_ticks "$hpid") + $(tree_ticks "$ipid")))
     p0=$(thread_ticks "$SRV_PID" ringcache-polle)
     read -r b0 st0 < <(sys_ticks)
     t0=$(now_ns)
@@ -223,6 +225,7 @@ sys.exit(r.returncode)' wrk -t1 "-c$CONNS" "-d${DURATION}s" --latency "http://12
         >"$RUN/wrk.out" 2>"$RUN/wrk.cpu" || why="wrk failed"
     t1=$(now_ns)
     c1=$(tree_ticks "$SRV_PID")
+    og1=$(($(tree_ticks "$hpid") + $(tree_ticks "$ipid")))
     p1=$(thread_ticks "$SRV_PID" ringcache-polle)
     read -r b1 st1 < <(sys_ticks)
     lines1=$(wc -l <"$hlog")
@@ -257,6 +260,10 @@ sys.exit(r.returncode)' wrk -t1 "-c$CONNS" "-d${DURATION}s" --latency "http://12
     if [[ $SERVER == ringcache ]]; then put poller_cpu_pct "$(pct $((p1 - p0)) "$el")"; fi
     put wrk_cpu_pct "$(python3 -c 'import sys; print("%.2f" % (float(sys.argv[1]) / float(sys.argv[2]) * 100))' "$wrk_cpu" "$el")"
     put all_cpu_pct "$(pct $((b1 - b0)) "$el")"
+    put origins_cpu_pct "$(pct $((og1 - og0)) "$el")"
+    # Others: all busy CPU but the server, wrk and the two origins (varnishlog counts as other).
+    put others_cpu_pct "$(python3 -c 'import sys; a, s, o, w, tck, el = map(float, sys.argv[1:]); print("%.2f" % max(0, (a - s - o) / tck / el * 100 - w))' \
+        "$((b1 - b0))" "$((c1 - c0))" "$((og1 - og0))" "$(grep '^wrk_cpu_pct=' "$kv" | cut -d= -f2)" "$CLK_TCK" "$el")"
     put steal_pct "$(pct $((st1 - st0)) "$el")"
     put hot_origin_requests "$((o1 - o0))"
     # wrk figures and the health lines.
@@ -372,20 +379,20 @@ for p in sorted(glob.glob(os.path.join(sys.argv[1], "*", "result.kv"))):
             d[k] = v
     res.append(d)
 g = lambda d, k: d.get(k, "-")
-print("| server | run | req/s | p50 / p99 ms | wrk errors | hot origin reqs | probes logged / seen by origin | failed probes | Went sick | backend.list -p at end (happy of last 64) | probe time p50 / p99 / max ms | lateness (origin) p50 / p99 / max ms | poller lateness p50 / p99 / max ms | server CPU % | poller CPU % | wrk CPU % | all CPUs % | status | machine |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| server | run | req/s | p50 / p99 ms | wrk errors | hot origin reqs | probes logged / seen by origin | failed probes | Went sick | backend.list -p at end (happy of last 64) | probe time p50 / p99 / max ms | lateness (origin) p50 / p99 / max ms | poller lateness p50 / p99 / max ms | server CPU % | poller CPU % | wrk CPU % | others % | all CPUs % | status | machine |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for d in res:
     pl = "-"
     if d.get("poller_probes"):
         ms = lambda k: "%.3f" % (float(d[k]) / 1000)
         pl = "%s / %s / %s" % (ms("poller_lateness_p50_us"), ms("poller_lateness_p99_us"), ms("poller_lateness_max_us"))
-    print("| %s | %s | %.0f | %s / %s | %s | %s | %s / %s | %s | %s | %s (%s) | %s / %s / %s | %s / %s / %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    print("| %s | %s | %.0f | %s / %s | %s | %s | %s / %s | %s | %s | %s (%s) | %s / %s / %s | %s / %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         d["server"], d["run"], float(g(d, "reqps").replace("-", "0")), g(d, "p50_ms"), g(d, "p99_ms"),
         g(d, "wrk_errors"), g(d, "hot_origin_requests"), g(d, "probes_logged"), g(d, "origin_probes"),
         g(d, "probes_bad"), g(d, "went_sick"), g(d, "list_health"), g(d, "list_happy_last64"),
         g(d, "probe_rt_p50_ms"), g(d, "probe_rt_p99_ms"), g(d, "probe_rt_max_ms"),
         g(d, "origin_gap_p50_ms"), g(d, "origin_gap_p99_ms"), g(d, "origin_gap_max_ms"), pl,
-        g(d, "proc_cpu_pct"), g(d, "poller_cpu_pct"), g(d, "wrk_cpu_pct"), g(d, "all_cpu_pct"),
+        g(d, "proc_cpu_pct"), g(d, "poller_cpu_pct"), g(d, "wrk_cpu_pct"), g(d, "others_cpu_pct"), g(d, "all_cpu_pct"),
         g(d, "status"), g(d, "quiet")))
 for d in res:
     if d.get("bad_messages", "-") != "-" or d.get("varnishlog_errors"):

@@ -34,10 +34,21 @@
 #   * probes per second, backends probed, health at the end (`backend.list`), "Went sick"
 #     lines (ringcache's stderr; none expected: `.initial = threshold`), RSS and VmHWM.
 #
-# Env knobs: N (10000), DURATION (60, s), WARMUP (10, s after ready), BASELINE (20, s),
+# The kernel's floor: `probe_origin --client` pinned to the server's CPU makes FLOOR_COUNT
+# probe exchanges one after the other against the same origin and reports its CPU per
+# connection; a poller's CPU per probe is compared with it (on loopback most of both ends' TCP
+# work is charged to the sender, so this floor is most of what a probe costs, whoever sends it).
+#
+# Noise: before each run the script waits (QUIET_WAIT) for idle CPUs; after the window, "others"
+# is the CPU used by neither the server nor the origin; a window above NOISE_MAX % of a core
+# is repeated (up to RETRIES times), stays in the table marked "noisy", and is left out of the
+# ratios.
+#
+# Env knobs: N (10000), DURATION (60, s), WARMUP (10, s after ready), BASELINE (20, s; 0 skips),
 # RUNS (1; >1 alternates ringcache, varnish, ringcache, ...), SKIP_VARNISH, SKIP_RINGCACHE,
 # SKIP_BUILD, SERVER_CPU (1, or none), ORIGIN_CPU (0, or none), ORIGIN_THREADS (4),
-# QUIET_WAIT (600 s to wait for an idle machine before each run), BOOT_WAIT (900 s),
+# QUIET_WAIT (600 s to wait for an idle machine before each run), NOISE_MAX (15), RETRIES (2),
+# FLOOR_COUNT (20000; 0 skips), BOOT_WAIT (900 s),
 # CARGO_TARGET_DIR, OUT_DIR (loadtest/out), KEEP=1 keeps the work directory, SOURCE (what the
 # binaries were built from, for the report, with SKIP_BUILD=1).
 set -euo pipefail
@@ -54,11 +65,14 @@ SERVER_CPU=${SERVER_CPU:-1}
 ORIGIN_CPU=${ORIGIN_CPU:-0}
 ORIGIN_THREADS=${ORIGIN_THREADS:-4}
 QUIET_WAIT=${QUIET_WAIT:-600}
+NOISE_MAX=${NOISE_MAX:-15} # % of a core used by others during a window before it is repeated
+RETRIES=${RETRIES:-2}      # extra attempts for a noisy window
+FLOOR_COUNT=${FLOOR_COUNT:-20000}
 BOOT_WAIT=${BOOT_WAIT:-900}
 KEEP=${KEEP:-0}
 INTERVAL=1 # seconds; the VCL below says 1s
 
-for v in N DURATION WARMUP BASELINE RUNS QUIET_WAIT BOOT_WAIT; do
+for v in N DURATION WARMUP BASELINE RUNS QUIET_WAIT BOOT_WAIT NOISE_MAX RETRIES FLOOR_COUNT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$v must be a whole number" >&2; exit 2; }
 done
 ((N >= 1 && N <= 60000)) || { echo "N must be 1..60000" >&2; exit 2; }
@@ -193,10 +207,12 @@ stop_server() {
     forget "$SRV_PID"
 }
 
-# One measured run of $SERVER (ringcache or varnish), run number $1. Writes $RUN/result.kv.
+# One measured run of $SERVER (ringcache or varnish), run number $1, attempt $2. Writes
+# $RUN/result.kv; sets LAST_NOISY.
 measure() {
-    local run=$1
-    RUN=$WORK/$SERVER-$run
+    local run=$1 attempt=$2
+    LAST_NOISY=0
+    RUN=$WORK/$SERVER-$run-$attempt
     mkdir -p "$RUN"
     chmod 755 "$RUN"
     local kv=$RUN/result.kv
@@ -204,6 +220,7 @@ measure() {
     put() { printf '%s=%s\n' "$1" "$2" >>"$kv"; }
     put server "$SERVER"
     put run "$run"
+    put attempt "$attempt"
     wait_quiet "$QUIET_WAIT"
     put quiet "$QUIET_NOTE"
     put load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -236,6 +253,8 @@ measure() {
         adm poller.stats -r >/dev/null 2>&1 || have_ps=0
     fi
     p0=$(thread_ticks "$SRV_PID" ringcache-polle) # comm keeps 15 bytes of "ringcache-poller"
+    local ps0 ps1
+    ps0=$(thread_ticks "$SRV_PID" ringcache-polle stime)
     c0=$(tree_ticks "$SRV_PID")
     o0=$(tree_ticks "$ORIGIN_PID")
     comm_ticks "$SRV_PID" >"$RUN/comm0.tsv"
@@ -247,6 +266,7 @@ measure() {
     sleep "$DURATION"
     t1=$(now_ns)
     p1=$(thread_ticks "$SRV_PID" ringcache-polle)
+    ps1=$(thread_ticks "$SRV_PID" ringcache-polle stime)
     if ((have_ps)); then
         adm poller.stats >"$RUN/poller.stats" 2>&1 || true
         awk 'NF == 2 { print "poller_" $1 "=" $2 }' "$RUN/poller.stats" >>"$kv"
@@ -262,7 +282,12 @@ measure() {
     read -r rss hwm < <(tree_rss "$SRV_PID")
     put window_s "$el"
     put proc_cpu_pct "$(pct $((c1 - c0)) "$el")"
-    if [[ $SERVER == ringcache ]]; then put poller_cpu_pct "$(pct $((p1 - p0)) "$el")"; fi
+    if [[ $SERVER == ringcache ]]; then
+        put poller_cpu_pct "$(pct $((p1 - p0)) "$el")"
+        put poller_sys_pct "$(pct $((ps1 - ps0)) "$el")"
+        put poller_ticks "$((p1 - p0))"
+    fi
+    put proc_ticks "$((c1 - c0))"
     put origin_cpu_pct "$(pct $((o1 - o0)) "$el")"
     put others_cpu_pct "$(pct $((b1 - b0 - (c1 - c0) - (o1 - o0))) "$el")"
     put steal_pct "$(pct $((st1 - st0)) "$el")"
@@ -297,7 +322,13 @@ EOF
     stop_tree "$ORIGIN_PID"
     forget "$ORIGIN_PID"
     python3 "$ROOT/loadtest/probe_stats.py" "$RUN/origin" "$t0" "$t1" "$INTERVAL" "$START_NS" b >>"$kv"
-    log "$SERVER run $run: $(tr '\n' ' ' <"$kv")"
+    local others
+    others=$(grep '^others_cpu_pct=' "$kv" | cut -d= -f2)
+    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$others" "$NOISE_MAX"; then
+        LAST_NOISY=1
+        put noisy "others used ${others}% of a core"
+    fi
+    log "$SERVER run $run attempt $attempt: $(tr '\n' ' ' <"$kv")"
     [[ $KEEP == 1 ]] || rm -f "$RUN"/origin/probes-*.log "$RUN/server.log" "$vcl"
 }
 
@@ -349,9 +380,31 @@ SERVERS=()
 log "N=$N backends, interval ${INTERVAL}s; warm-up ${WARMUP}s, window ${DURATION}s; servers: ${SERVERS[*]}; server CPU $SERVER_CPU, origin CPU $ORIGIN_CPU"
 
 for ((run = 1; run <= RUNS; run++)); do
-    for SERVER in "${SERVERS[@]}"; do measure "$run"; done
+    for SERVER in "${SERVERS[@]}"; do
+        for ((attempt = 1; attempt <= RETRIES + 1; attempt++)); do
+            measure "$run" "$attempt"
+            ((LAST_NOISY)) || break
+        done
+    done
 done
-for SERVER in "${SERVERS[@]}"; do ((BASELINE > 0)) && baseline; done
+if ((BASELINE > 0)); then
+    for SERVER in "${SERVERS[@]}"; do baseline; done
+fi
+if ((FLOOR_COUNT > 0)); then
+    # The kernel's floor for one probe exchange: a blocking client on the server's CPU.
+    mkdir -p "$WORK/floor"
+    wait_quiet "$QUIET_WAIT"
+    start_probe_origin "$ORIGIN_CPU" "$WORK/floor/origin" "$WORK/floor/origin.count"
+    {
+        echo "server=floor"
+        echo "run=floor"
+        echo "quiet=$QUIET_NOTE"
+        "${SRV_PIN[@]}" "$PROBE_ORIGIN_BIN" --client "127.0.0.1:$ORIGIN_PORT" --count "$FLOOR_COUNT"
+    } >"$WORK/floor/result.kv"
+    stop_tree "$ORIGIN_PID"
+    forget "$ORIGIN_PID"
+    log "floor: $(tr '\n' ' ' <"$WORK/floor/result.kv")"
+fi
 
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/probes-$(date +%Y%m%d-%H%M%S).md
@@ -374,8 +427,10 @@ for p in sorted(glob.glob(os.path.join(sys.argv[1], "*", "result.kv"))):
             k, v = l.rstrip("\n").split("=", 1)
             d[k] = v
     res.append(d)
-runs = [d for d in res if d.get("run") != "baseline"]
+runs = [d for d in res if d.get("run") not in ("baseline", "floor")]
 base = {d["server"]: d for d in res if d.get("run") == "baseline"}
+floor = next((d for d in res if d.get("run") == "floor"), {})
+tck = float(os.sysconf("SC_CLK_TCK"))
 g = lambda d, k: d.get(k, "-")
 def f(d, k):
     try:
@@ -383,22 +438,29 @@ def f(d, k):
     except ValueError:
         return float("nan")
 print("## Runs\n")
-print("| server | run | compile s | boot s | first round s | probes/s | backends probed | healthy at end | Went sick | poller CPU % | process CPU % | idle baseline % | net % | origin CPU % | others % | lateness (origin) p50 / p90 / p99 / p99.9 / max ms | > 5 ms | listen overflows / TCP RTOs | RSS / HWM MiB | machine |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| server | run | compile s | boot s | first round s | probes/s | backends probed | healthy at end | Went sick | poller CPU % (sys) | process CPU % | idle baseline % | net % | µs/probe poller / net | origin CPU % | others % | lateness (origin) p50 / p90 / p99 / p99.9 / max ms | > 5 ms | listen overflows / TCP RTOs | RSS / HWM MiB | machine |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for d in runs:
     if d.get("status"):
-        print("| %s | %s | %s | %s | | | | | | | | | | | | | | | | |" % (d["server"], d["run"], g(d, "compile_s"), d["status"]))
+        print("| %s | %s | %s | %s | | | | | | | | | | | | | | | | | |" % (d["server"], d["run"], g(d, "compile_s"), d["status"]))
         continue
     b = base.get(d["server"], {})
     net = f(d, "proc_cpu_pct") - f(b, "proc_cpu_pct") if b else float("nan")
-    d["net"] = net
-    print("| %s | %s | %s | %s | %s | %s | %s/%s | %s/%s | %s | %s | %s | %s | %.2f | %s | %s | %s / %s / %s / %s / %s | %s | %s / %s | %s / %s | %s |" % (
+    probes = f(d, "probes")
+    if not d.get("noisy"):
+        d["net"] = net
+    d["net_us"] = net / 100 * f(d, "window_s") * 1e6 / probes if probes else float("nan")
+    d["poller_us"] = f(d, "poller_ticks") / tck * 1e6 / probes if probes and d.get("poller_ticks") else float("nan")
+    pc = "%s (%s)" % (g(d, "poller_cpu_pct"), g(d, "poller_sys_pct")) if d.get("poller_cpu_pct") else "-"
+    us = ("%.1f" % d["poller_us"] if d["poller_us"] == d["poller_us"] else "-") + " / %.1f" % d["net_us"]
+    where = g(d, "quiet") + ("; NOISY: %s, repeated" % d["noisy"] if d.get("noisy") else "")
+    print("| %s | %s | %s | %s | %s | %s | %s/%s | %s/%s | %s | %s | %s | %s | %.2f | %s | %s | %s | %s / %s / %s / %s / %s | %s | %s / %s | %s / %s | %s |" % (
         d["server"], d["run"], g(d, "compile_s"), g(d, "boot_s"), g(d, "first_all_s"), g(d, "probes_per_s"),
         g(d, "hosts_probed_in_window"), g(d, "hosts_total"), g(d, "backends_healthy"), g(d, "backends_listed"),
-        g(d, "went_sick"), g(d, "poller_cpu_pct"), g(d, "proc_cpu_pct"), g(b, "proc_cpu_pct"), net,
+        g(d, "went_sick"), pc, g(d, "proc_cpu_pct"), g(b, "proc_cpu_pct"), net, us,
         g(d, "origin_cpu_pct"), g(d, "others_cpu_pct"),
         g(d, "gap_p50_ms"), g(d, "gap_p90_ms"), g(d, "gap_p99_ms"), g(d, "gap_p999_ms"), g(d, "gap_max_ms"),
-        g(d, "gap_over_5ms"), g(d, "listen_overflows"), g(d, "tcp_rtos"), g(d, "rss_mib"), g(d, "hwm_mib"), g(d, "quiet")))
+        g(d, "gap_over_5ms"), g(d, "listen_overflows"), g(d, "tcp_rtos"), g(d, "rss_mib"), g(d, "hwm_mib"), where))
 print("\n## CPU by thread name during the window\n")
 for d in runs:
     print("- %s run %s (%s threads): %s" % (d["server"], d["run"], g(d, "threads"), g(d, "threads_cpu")))
@@ -411,18 +473,26 @@ if ap:
         ms = lambda k: "%.3f" % (f(d, k) / 1000)
         print("| %s | %s | %s | %s / %s / %s |" % (d["server"], d["run"], d["poller_probes"],
             ms("poller_lateness_p50_us"), ms("poller_lateness_p99_us"), ms("poller_lateness_max_us")))
+if floor:
+    print("\n## The kernel's floor\n")
+    print("- a blocking client on the server's CPU, one probe exchange after the other against the same origin: "
+          "%s µs CPU per connection (%s µs wall), %s connections, %s failures (%s)" % (g(floor, "floor_cpu_us_per_conn"),
+          g(floor, "floor_wall_us_per_conn"), g(floor, "floor_connections"), g(floor, "floor_failures"), g(floor, "quiet")))
 print("\n## Baselines (`-b`, no probe)\n")
 for s, b in base.items():
     print("- %s: %s %% of a core over %s s, RSS %s MiB" % (s, g(b, "proc_cpu_pct"), g(b, "window_s"), g(b, "rss_mib")))
 rc = [d for d in runs if d["server"] == "ringcache" and "net" in d]
 vn = [d for d in runs if d["server"] == "varnish" and "net" in d]
+if not (rc and vn):
+    sys.exit(0)
 if rc and vn:
     med = lambda xs, k: st.median(f(d, k) for d in xs)
     print("\n## Ratios ringcache / varnishd (medians of runs)\n")
-    print("| net process CPU | lateness p50 | lateness p99 | RSS | boot |")
-    print("|---|---|---|---|---|")
+    print("| net process CPU | CPU per probe | lateness p50 | lateness p99 | RSS | boot |")
+    print("|---|---|---|---|---|---|")
     r = lambda k: "%.3f" % (med(rc, k) / med(vn, k)) if med(vn, k) else "n/a"
-    print("| %s (%.2f %% vs %.2f %%) | %s | %s | %s | %s |" % (r("net"), med(rc, "net"), med(vn, "net"),
+    print("| %s (%.2f %% vs %.2f %%) | %s (%.1f vs %.1f µs) | %s | %s | %s | %s |" % (r("net"), med(rc, "net"), med(vn, "net"),
+        r("net_us"), med(rc, "net_us"), med(vn, "net_us"),
         r("gap_p50_ms"), r("gap_p99_ms"), r("rss_mib"), r("boot_s")))
 EOF
 } >"$OUT"

@@ -23,7 +23,7 @@
 //! * an unset header is the NULL string: falsy, `""` in concatenation and regex matches, and
 //!   unequal to everything in `==`/`!=` (`VRT_strcmp` returns 1 when either side is NULL);
 //! * a method that ends without `return` continues into the built-in VCL, which the checker
-//!   appended to the same [`SubCode`], so nothing special happens here;
+//!   appended to the same [`SubCode`](super::program::SubCode), so nothing special happens here;
 //! * `return (fetch)` in a custom sub called from vcl_hit is `miss` (the legacy meaning);
 //! * `return (fail)`, an impossible conversion, a division by zero or an unsupported construct
 //!   is a [`VclFailure`], never a panic (the runtime answers 503 as Varnish does).

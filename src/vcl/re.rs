@@ -6,12 +6,12 @@
 //! search set-up) is most of the time. The shapes below need no automaton:
 //!
 //! * `^(a|b)` and the like, a finite set of fixed-length alternatives anchored at the start
-//!   ([`Fast::Prefix`]): a compare at offset 0;
+//!   (`Fast::Prefix`): a compare at offset 0;
 //! * a finite set anchored at the end, optionally also at the start, optionally followed by a
 //!   run of one byte class before the end (`:[0-9]+$`, `[?&]$`, `^(api|rest)\.example\.com$`)
-//!   ([`Fast::Tail`]): a backward scan of the run, then compares;
-//! * an unanchored literal (`gzip`) ([`Fast::Literal`]): `memchr::memmem`;
-//! * one byte of a class, unanchored (`[[:upper:]]`) ([`Fast::Byte`]): a table scan.
+//!   (`Fast::Tail`): a backward scan of the run, then compares;
+//! * an unanchored literal (`gzip`) (`Fast::Literal`): `memchr::memmem`;
+//! * one byte of a class, unanchored (`[[:upper:]]`) (`Fast::Byte`): a bit-set scan.
 //!
 //! Everything else goes to the `regex` crate, after a quick rejection when every match must
 //! start with one of at most three bytes and the subject holds none of them. Every form first
