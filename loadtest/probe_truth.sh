@@ -19,7 +19,8 @@
 #   * ringcache `-p cores=2 -s 256m` (two shards, one per core, the poller thread floating);
 #     varnishd `-s malloc,256m`, default parameters;
 #   * the cache is warmed and a hit checked (`X-Varnish` with two numbers), then
-#     `wrk -t1 -c64 -d${DURATION}s --latency` on `/obj`, and the run is checked again after.
+#     `wrk -t2 -c64 -d${DURATION}s --latency` on `/obj` (two client threads: with one, wrk is
+#     the limit and the server's cores are not saturated), and the run is checked again after.
 #
 # Counted during the wrk run, for `idle`: probes run and failed, "Went sick" / "Went healthy"
 # from the Backend_health lines (ringcache: its stderr; varnishd: `varnishlog -g raw -i
@@ -29,7 +30,7 @@
 # next accept − previous close − interval). ringcache's `poller.stats` (reset at the start)
 # gives the poller's own lateness. Also req/s, p50/p99 latency, errors, CPU of each process.
 #
-# Env knobs: DURATION (60, s), CONNS (64), RUNS (1; >1 alternates), SKIP_VARNISH,
+# Env knobs: DURATION (60, s), CONNS (64), WRK_THREADS (2), RUNS (1; >1 alternates), SKIP_VARNISH,
 # SKIP_RINGCACHE, SKIP_BUILD, QUIET_WAIT (600 s to wait for an idle machine before each run),
 # CARGO_TARGET_DIR, OUT_DIR (loadtest/out), KEEP=1 keeps the work directory, SOURCE (what the
 # binaries were built from, for the report, with SKIP_BUILD=1).
@@ -37,6 +38,7 @@ set -euo pipefail
 
 DURATION=${DURATION:-60}
 CONNS=${CONNS:-64}
+WRK_THREADS=${WRK_THREADS:-2}
 RUNS=${RUNS:-1}
 SKIP_VARNISH=${SKIP_VARNISH:-0}
 SKIP_RINGCACHE=${SKIP_RINGCACHE:-0}
@@ -48,7 +50,7 @@ INTERVAL=1 # s, as in the VCL
 BODY=1024
 URL_PATH=/obj
 
-for v in DURATION CONNS RUNS QUIET_WAIT; do
+for v in DURATION CONNS WRK_THREADS RUNS QUIET_WAIT; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || [[ $v == QUIET_WAIT && ${!v} =~ ^[0-9]+$ ]] ||
         { echo "$v must be a positive whole number" >&2; exit 2; }
 done
@@ -215,13 +217,13 @@ measure() {
     p0=$(thread_ticks "$SRV_PID" ringcache-polle)
     read -r b0 st0 < <(sys_ticks)
     t0=$(now_ns)
-    log "$SERVER run $run: wrk -t1 -c$CONNS -d${DURATION}s"
+    log "$SERVER run $run: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s"
     timeout $((DURATION + 30)) python3 -c '
 import resource, subprocess, sys
 r = subprocess.run(sys.argv[1:])
 u = resource.getrusage(resource.RUSAGE_CHILDREN)
 sys.stderr.write("%.6f\n" % (u.ru_utime + u.ru_stime))
-sys.exit(r.returncode)' wrk -t1 "-c$CONNS" "-d${DURATION}s" --latency "http://127.0.0.1:$SRV_PORT$URL_PATH" \
+sys.exit(r.returncode)' wrk "-t$WRK_THREADS" "-c$CONNS" "-d${DURATION}s" --latency "http://127.0.0.1:$SRV_PORT$URL_PATH" \
         >"$RUN/wrk.out" 2>"$RUN/wrk.cpu" || why="wrk failed"
     t1=$(now_ns)
     c1=$(tree_ticks "$SRV_PID")
@@ -365,8 +367,8 @@ OUT=$OUT_DIR/probe-truth-$(date +%Y%m%d-%H%M%S).md
     echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
     echo "- source: $COMMIT; ringcache binary $(date -r "$RINGCACHE_BIN" +%FT%T 2>/dev/null || echo -)"
     [[ $SKIP_VARNISH == 1 ]] || echo "- $(varnishd -V 2>&1 | head -1)"
-    echo "- wrk -t1 -c$CONNS -d${DURATION}s --latency on cached 1 KiB hits; nothing pinned; probe .timeout = 200ms .interval = 1s .window = 5 .threshold = 3 .initial = 3"
-    echo "- command: DURATION=$DURATION CONNS=$CONNS RUNS=$RUNS bash loadtest/probe_truth.sh"
+    echo "- wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency on cached 1 KiB hits; nothing pinned; probe .timeout = 200ms .interval = 1s .window = 5 .threshold = 3 .initial = 3"
+    echo "- command: DURATION=$DURATION CONNS=$CONNS WRK_THREADS=$WRK_THREADS RUNS=$RUNS bash loadtest/probe_truth.sh"
     echo
     python3 - "$WORK" <<'EOF'
 import glob, os, sys
