@@ -144,11 +144,6 @@ impl Control {
             (self.probes)(ProbeChange::Stop { slot });
         }
     }
-
-    /// The names of the loaded VCLs, in load order.
-    pub fn vcl_names(&self) -> Vec<String> {
-        self.lock().vcls.iter().map(|e| e.name.clone()).collect()
-    }
 }
 
 /// Gives each backend of `vcl` its slot (sharing identical ones), initialises fresh slots'
@@ -168,12 +163,8 @@ fn install(
                 if fresh {
                     health.board.set_admin(slot, None);
                     health.board.set_probe(slot, start_healthy);
-                    health.update_status(slot, |s| {
-                        *s = SlotStatus {
-                            last_change: epoch_now(),
-                            ..SlotStatus::default()
-                        }
-                    });
+                    health.update_status(slot, |s| *s = SlotStatus::default());
+                    health.board.set_changed(slot, epoch_now());
                 }
                 attached.push((i, slot));
             }
@@ -260,7 +251,7 @@ impl crate::admin::Control for Control {
                     admin: inner.slots.admin(be.slot),
                     probe: if probed { status.probe } else { None },
                     healthy: board.healthy(be.slot),
-                    last_change: status.last_change,
+                    last_change: board.changed(be.slot),
                     ipv4,
                     ipv6,
                     members: Vec::new(),
@@ -295,7 +286,7 @@ impl crate::admin::Control for Control {
                         BackendRef::Backend(id) => vcl.backends.get(*id),
                         BackendRef::Director(_) => None,
                     })
-                    .map(|b| self.health.status(b.slot).last_change)
+                    .map(|b| board.changed(b.slot))
                     .fold(0.0, f64::max);
                 rows.push(BackendRow {
                     vcl: e.name.clone(),
@@ -337,8 +328,7 @@ impl crate::admin::Control for Control {
                     },
                 );
                 if self.health.board.healthy(slot) != before {
-                    self.health
-                        .update_status(slot, |s| s.last_change = epoch_now());
+                    self.health.board.set_changed(slot, epoch_now());
                 }
             }
         }

@@ -34,6 +34,9 @@ pub struct Board {
     probe: Box<[AtomicU64]>,
     forced: Box<[AtomicU64]>,
     forced_up: Box<[AtomicU64]>,
+    /// Per slot: when its health last changed (seconds since the epoch, as `f64` bits), for
+    /// `backend.list` and the shard director's rampup (read on a shard, so no lock).
+    changed: Box<[AtomicU64]>,
 }
 
 impl Default for Board {
@@ -50,6 +53,22 @@ impl Board {
             probe: words(u64::MAX),
             forced: words(0),
             forced_up: words(0),
+            changed: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// When slot `i`'s health last changed (seconds since the epoch; 0 for unknown slots).
+    #[inline]
+    pub fn changed(&self, i: usize) -> f64 {
+        self.changed
+            .get(i)
+            .map_or(0.0, |c| f64::from_bits(c.load(Ordering::Relaxed)))
+    }
+
+    /// Records that slot `i`'s health changed at `t` (seconds since the epoch).
+    pub fn set_changed(&self, i: usize, t: f64) {
+        if let Some(c) = self.changed.get(i) {
+            c.store(t.to_bits(), Ordering::Relaxed);
         }
     }
 
@@ -126,8 +145,6 @@ pub struct ProbeView {
 pub struct SlotStatus {
     /// `None`: no probe runs for the slot.
     pub probe: Option<ProbeView>,
-    /// Seconds since the epoch of the last health change (probe transition or admin change).
-    pub last_change: f64,
     /// A probe was started for the slot and not stopped since: only then are the poller's
     /// reports applied (a report racing a stop is dropped).
     pub probing: bool,
@@ -251,7 +268,7 @@ pub fn apply_report(
             bits: w.bits(),
         });
         if t.changed() {
-            s.last_change = epoch_now();
+            health.board.set_changed(slot, epoch_now());
         }
     });
     if applied {

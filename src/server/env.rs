@@ -217,15 +217,13 @@ impl Running {
     }
 
     /// When `be`'s health last changed (a director: never), for the shard director's rampup.
-    /// Reads the control plane's status under its lock: only asked when a rampup is set and
-    /// an alternative exists.
     fn changed(&self, be: BackendRef) -> f64 {
         match be {
             BackendRef::Backend(id) => self
                 .vcl
                 .backends
                 .get(id)
-                .map_or(0.0, |b| self.health.status(b.slot).last_change),
+                .map_or(0.0, |b| self.health.board.changed(b.slot)),
             BackendRef::Director(_) => 0.0,
         }
     }
