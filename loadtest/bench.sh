@@ -92,31 +92,6 @@ WORK=$(mktemp -d /tmp/ringcache-bench.XXXXXX)
 chmod 755 "$WORK" # varnishd drops privileges (users varnish/vcache) and must reach its -n dir
 PIDS=()           # everything we started, killed on exit
 
-# Every descendant of $1 (children, grandchildren...), one per line.
-descendants() {
-    local c
-    for c in $(pgrep -P "$1" 2>/dev/null || true); do
-        echo "$c"
-        descendants "$c"
-    done
-}
-
-# Stop $1 and its process tree: TERM, up to 5 s of grace, then KILL.
-stop_tree() {
-    local pid=$1 all p i
-    kill -0 "$pid" 2>/dev/null || return 0
-    all="$pid $(descendants "$pid" | tr '\n' ' ')"
-    kill -TERM $all 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        local alive=0
-        for p in $all; do kill -0 "$p" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    kill -KILL $all 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     local rc=$? p
     trap - EXIT INT TERM
@@ -127,28 +102,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# utime+stime (clock ticks) of $1 and all its descendants; each /proc/<pid>/stat already sums
-# the process's threads.
-tree_ticks() {
-    local sum=0 p s f
-    for p in "$1" $(descendants "$1"); do
-        s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        s=${s##*) } # drop "pid (comm) ", comm may hold spaces
-        read -r -a f <<<"$s"
-        sum=$((sum + f[11] + f[12])) # fields 14 and 15: utime, stime
-    done
-    echo "$sum"
-}
-
-# "busy steal" ticks over all CPUs: busy = user+nice+system+irq+softirq. Without
-# IRQ_TIME_ACCOUNTING the softirq work (loopback TCP!) done in a task's context is also charged to
-# that task's utime+stime, so busy must include it for "busy - server - wrk" to mean "others".
-sys_ticks() {
-    local _ u n s idle iow irq sirq st
-    read -r _ u n s idle iow irq sirq st _ </proc/stat
-    echo "$((u + n + s + irq + sirq)) $st"
-}
 
 # TCP retransmission timeouts so far, system-wide (each one stalls a connection >= 200 ms).
 tcp_rtos() {

@@ -1,43 +1,5 @@
 # Helpers shared by the health load tests, loadtest/probes.sh and loadtest/probe_truth.sh
-# (sourced after common.sh, not run). Process-tree handling as in bench.sh.
-
-# Every descendant of $1 (children, grandchildren...), one per line.
-descendants() {
-    local c
-    for c in $(pgrep -P "$1" 2>/dev/null || true); do
-        echo "$c"
-        descendants "$c"
-    done
-}
-
-# Stop $1 and its process tree: TERM, up to 5 s of grace, then KILL.
-stop_tree() {
-    local pid=$1 all p i
-    kill -0 "$pid" 2>/dev/null || return 0
-    all="$pid $(descendants "$pid" | tr '\n' ' ')"
-    kill -TERM $all 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        local alive=0
-        for p in $all; do kill -0 "$p" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    kill -KILL $all 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-# utime+stime (clock ticks) of $1 and all its descendants; /proc/<pid>/stat sums the threads of
-# the process, including threads that have ended.
-tree_ticks() {
-    local sum=0 p s f
-    for p in "$1" $(descendants "$1"); do
-        s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        s=${s##*) } # drop "pid (comm) ", comm may hold spaces
-        read -r -a f <<<"$s"
-        sum=$((sum + f[11] + f[12])) # fields 14 and 15: utime, stime
-    done
-    echo "$sum"
-}
+# (sourced after common.sh, not run).
 
 # utime+stime (clock ticks) of the threads named $2 in the process tree of $1 (threads alive
 # now; a thread that ended takes its ticks with it); only stime if $3 is "stime".
@@ -83,13 +45,6 @@ tree_rss() {
         hwm=$((hwm + ${b:-0}))
     done
     echo "$rss $hwm"
-}
-
-# Busy ticks over all CPUs (user+nice+system+irq+softirq) and steal, from /proc/stat.
-sys_ticks() {
-    local _ u n s idle iow irq sirq st
-    read -r _ u n s idle iow irq sirq st _ </proc/stat
-    echo "$((u + n + s + irq + sirq)) $st"
 }
 
 # Wait until the CPUs are idle: all busy time below 10 % of a core in each of 3 consecutive
@@ -154,4 +109,30 @@ start_probe_origin() {
 tcpext() {
     awk -v name="$1" '/^TcpExt:/ { if (!n) { for (i = 2; i <= NF; i++) h[i] = $i; n = 1 }
                       else for (i = 2; i <= NF; i++) if (h[i] == name) print $i }' /proc/net/netstat
+}
+
+# The work directory (kept with KEEP=1), PIDS (everything we start) and the exit trap that
+# stops them; $1 names the directory.
+init_work() {
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+    chmod 755 "$WORK" # varnishd drops privileges (users varnish/vcache) and must reach its -n dir
+    PIDS=()
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+cleanup() {
+    local rc=$? p
+    trap - EXIT INT TERM
+    for p in "${PIDS[@]}"; do stop_tree "$p"; done
+    if [[ $KEEP == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    log "total runtime $((SECONDS / 60))m$((SECONDS % 60))s"
+    exit "$rc"
+}
+
+# Forget a pid we stopped ourselves (so cleanup does not look for it again).
+forget() {
+    local p keep=()
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
 }

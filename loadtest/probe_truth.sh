@@ -73,26 +73,7 @@ if [[ $SKIP_VARNISH != 1 ]]; then
     for tool in varnishd varnishadm varnishlog; do command -v "$tool" >/dev/null || die "$tool not found (or SKIP_VARNISH=1)"; done
 fi
 
-WORK=$(mktemp -d /tmp/ringcache-truth.XXXXXX)
-chmod 755 "$WORK" # varnishd drops privileges (users varnish/vcache) and must reach its -n dir
-PIDS=()
-
-cleanup() {
-    local rc=$? p
-    trap - EXIT INT TERM
-    for p in "${PIDS[@]}"; do stop_tree "$p"; done
-    if [[ $KEEP == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-    log "total runtime $((SECONDS / 60))m$((SECONDS % 60))s"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget() {
-    local p keep=()
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
+init_work ringcache-truth
 
 secs() { python3 -c 'import sys; print("%.3f" % ((int(sys.argv[2]) - int(sys.argv[1])) / 1e9))' "$1" "$2"; }
 pct() { python3 -c 'import sys; print("%.2f" % (float(sys.argv[1]) / float(sys.argv[3]) / float(sys.argv[2]) * 100))' "$1" "$2" "$CLK_TCK"; }

@@ -103,27 +103,7 @@ if [[ $SKIP_VARNISH != 1 ]]; then
     for tool in varnishd varnishadm; do command -v "$tool" >/dev/null || die "$tool not found (or SKIP_VARNISH=1)"; done
 fi
 
-WORK=$(mktemp -d /tmp/ringcache-probes.XXXXXX)
-chmod 755 "$WORK" # varnishd drops privileges (users varnish/vcache) and must reach its -n dir
-PIDS=()
-
-cleanup() {
-    local rc=$? p
-    trap - EXIT INT TERM
-    for p in "${PIDS[@]}"; do stop_tree "$p"; done
-    if [[ $KEEP == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-    log "total runtime $((SECONDS / 60))m$((SECONDS % 60))s"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Forget a pid we stopped ourselves (so cleanup does not look for it again).
-forget() {
-    local p keep=()
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
+init_work ringcache-probes
 
 # `taskset -c CPU` (or nothing for "none") as a command prefix, in arrays.
 SRV_PIN=()
