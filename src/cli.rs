@@ -4,11 +4,12 @@
 //! every accepted and refused form is unit-tested without starting a server. Names are varnishd's
 //! (`-a -b -s -p -F -T -S`), so an operator's unit file and muscle memory carry over.
 //!
-//! Two subcommands are the admin clients: `ringcache adm ...` (varnishadm) and
-//! `ringcache stat ...` (varnishstat -1/-j through the admin port). They are recognised only as
-//! the first argument, which a varnishd-style command line never starts with (its flags all
-//! start with `-`), and parsed by hand with getopt's rules (options stop at the first word, so
-//! `adm param.set x -1` passes `-1` through).
+//! Three subcommands are the admin clients: `ringcache adm ...` (varnishadm), `ringcache stat
+//! ...` (varnishstat through the admin port: -1, -j or a live view) and `ringcache log ...`
+//! (the event stream, as varnishlog). They are recognised only as the first argument, which a
+//! varnishd-style command line never starts with (its flags all start with `-`), and parsed by
+//! hand with getopt's rules (options stop at the first word, so `adm param.set x -1` passes
+//! `-1` through).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -146,17 +147,31 @@ fn command() -> Command {
 }
 
 const ADMIN_HELP: &str = "\
-Admin clients (see docs/admin.md):
+Admin clients (see docs/admin.md and docs/counters.md):
   ringcache adm -T ADDR:PORT [-S SECRETFILE] [-t SECONDS] [COMMAND [ARG...]]
       Run one admin command (or one per line of stdin), as varnishadm.
   ringcache stat -T ADDR:PORT [-S SECRETFILE] [-t SECONDS] [-1|-j] [-f GLOB]...
-      Print the counters as varnishstat -1 (default) or -j.
+      Print the counters as varnishstat -1 or -j; without either, a live view refreshed
+      every second when standard output is a terminal (q or Ctrl-C quits), else -1.
+  ringcache log -T ADDR:PORT [-S SECRETFILE] [-t SECONDS] [-d] [-i TAG]...
+      Print event lines (Backend_health, VCL_Event, FetchError...) as they happen;
+      -d prints the lines kept so far and exits.
 ";
 
 const ADM_USAGE: &str =
     "Usage: ringcache adm -T ADDR:PORT [-S SECRETFILE] [-t SECONDS] [COMMAND [ARG...]]\n";
 const STAT_USAGE: &str =
     "Usage: ringcache stat -T ADDR:PORT [-S SECRETFILE] [-t SECONDS] [-1|-j] [-f GLOB]...\n";
+const LOG_USAGE: &str =
+    "Usage: ringcache log -T ADDR:PORT [-S SECRETFILE] [-t SECONDS] [-d] [-i TAG]...\n";
+
+/// Which admin client a subcommand runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Adm,
+    Stat,
+    Log,
+}
 
 /// Parses `args` (including the program name).
 pub fn parse<I, S>(args: I) -> Result<Action, CliError>
@@ -166,8 +181,9 @@ where
 {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
     match args.get(1).and_then(|a| a.to_str()) {
-        Some("adm") => return parse_client(&args[2..], false),
-        Some("stat") => return parse_client(&args[2..], true),
+        Some("adm") => return parse_client(&args[2..], Client::Adm),
+        Some("stat") => return parse_client(&args[2..], Client::Stat),
+        Some("log") => return parse_client(&args[2..], Client::Log),
         _ => {}
     }
     let m = match command().try_get_matches_from(args) {
@@ -220,6 +236,10 @@ where
                 .set(name.trim(), value.trim())
                 .map_err(|e| CliError(format!("-p {p}: {e}")))?;
         }
+    }
+    if !params.metrics_listen.is_empty() {
+        parse_addrs(&params.metrics_listen)
+            .map_err(|m| CliError(format!("-p metrics_listen={}: {m}", params.metrics_listen)))?;
     }
 
     let listen_args: Vec<&String> = m
@@ -281,24 +301,33 @@ pub fn parse_admin_listen(s: &str) -> Result<Vec<SocketAddr>, CliError> {
     if s == "none" {
         return Ok(Vec::new());
     }
-    let err = |m: String| CliError(format!("-T {s}: {m}"));
-    let (host, port) = split_host_port(s, None).map_err(err)?;
+    parse_addrs(s).map_err(|m| CliError(format!("-T {s}: {m}")))
+}
+
+/// A control-plane listen address (`-T`, `-p metrics_listen`): `ADDR:PORT`, `[v6]:PORT`,
+/// `:PORT` (every IPv4 and IPv6 interface) or `name:PORT`. The error is the reason alone.
+pub fn parse_addrs(s: &str) -> Result<Vec<SocketAddr>, String> {
+    let (host, port) = split_host_port(s, None)?;
     if host.is_empty() {
         let p: u16 = port
             .parse()
-            .map_err(|_| err(format!("\"{port}\" is not a port number")))?;
+            .map_err(|_| format!("\"{port}\" is not a port number"))?;
         return Ok(vec![
             SocketAddr::from(([0, 0, 0, 0], p)),
             SocketAddr::from(([0u16; 8], p)),
         ]);
     }
-    resolve(host, port).map_err(err)
+    resolve(host, port)
 }
 
-/// `adm` / `stat` arguments (after the subcommand word), getopt style.
-fn parse_client(args: &[std::ffi::OsString], stat: bool) -> Result<Action, CliError> {
-    let name = if stat { "stat" } else { "adm" };
-    let usage = if stat { STAT_USAGE } else { ADM_USAGE };
+/// `adm` / `stat` / `log` arguments (after the subcommand word), getopt style.
+fn parse_client(args: &[std::ffi::OsString], kind: Client) -> Result<Action, CliError> {
+    let (name, usage) = match kind {
+        Client::Adm => ("adm", ADM_USAGE),
+        Client::Stat => ("stat", STAT_USAGE),
+        Client::Log => ("log", LOG_USAGE),
+    };
+    let usage_line = usage.trim_end().trim_start_matches("Usage: ");
     let mut words = Vec::with_capacity(args.len());
     for a in args {
         match a.to_str() {
@@ -310,6 +339,8 @@ fn parse_client(args: &[std::ffi::OsString], stat: bool) -> Result<Action, CliEr
     let mut secret = None;
     let mut timeout = Duration::from_secs(5);
     let mut stat_args = Vec::new();
+    let mut tags = Vec::new();
+    let mut dump = false;
     let mut i = 0;
     while i < words.len() {
         let w = words[i].as_str();
@@ -324,7 +355,9 @@ fn parse_client(args: &[std::ffi::OsString], stat: bool) -> Result<Action, CliEr
             break;
         }
         let flag = w.get(..2).unwrap_or(w);
-        let takes_value = matches!(flag, "-T" | "-S" | "-t") || (stat && flag == "-f");
+        let takes_value = matches!(flag, "-T" | "-S" | "-t")
+            || (kind == Client::Stat && flag == "-f")
+            || (kind == Client::Log && flag == "-i");
         let value = if !takes_value {
             None
         } else if w.len() > 2 {
@@ -355,11 +388,21 @@ fn parse_client(args: &[std::ffi::OsString], stat: bool) -> Result<Action, CliEr
                 stat_args.push("-f".to_string());
                 stat_args.push(v);
             }
-            ("-1" | "-j", None) if stat && w.len() == 2 => stat_args.push(w.to_string()),
+            ("-i", Some(v)) => {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(CliError(format!(
+                        "log -i {v}: a tag is letters, digits and _ (e.g. Backend_health)"
+                    )));
+                }
+                tags.push(v);
+            }
+            ("-1" | "-j", None) if kind == Client::Stat && w.len() == 2 => {
+                stat_args.push(w.to_string())
+            }
+            ("-d", None) if kind == Client::Log && w.len() == 2 => dump = true,
             _ => {
                 return Err(CliError(format!(
-                    "{name}: unknown option {w} ({})",
-                    usage.trim_end().trim_start_matches("Usage: ")
+                    "{name}: unknown option {w} ({usage_line})"
                 )))
             }
         }
@@ -377,18 +420,18 @@ fn parse_client(args: &[std::ffi::OsString], stat: bool) -> Result<Action, CliEr
         let host = if host.is_empty() { "127.0.0.1" } else { host };
         resolve(host, port).map_err(|m| CliError(format!("{name} -T {target}: {m}")))?
     };
-    let mode = if stat {
+    if kind != Client::Adm {
         if let Some(extra) = rest.first() {
             return Err(CliError(format!(
-                "stat: unexpected argument \"{extra}\" ({})",
-                STAT_USAGE.trim_end().trim_start_matches("Usage: ")
+                "{name}: unexpected argument \"{extra}\" ({usage_line})"
             )));
         }
-        Mode::Stat(stat_args)
-    } else if rest.is_empty() {
-        Mode::Stdin
-    } else {
-        Mode::Command(rest.to_vec())
+    }
+    let mode = match kind {
+        Client::Stat => Mode::Stat(stat_args),
+        Client::Log => Mode::Log { tags, dump },
+        Client::Adm if rest.is_empty() => Mode::Stdin,
+        Client::Adm => Mode::Command(rest.to_vec()),
     };
     Ok(Action::Admin(Box::new(client::Request {
         target,
@@ -690,6 +733,71 @@ mod tests {
         }
     }
 
+    #[test]
+    fn log_client() {
+        let r = client(&[
+            "log",
+            "-T",
+            "127.0.0.1:6082",
+            "-i",
+            "Backend_health",
+            "-iVCL_Event",
+        ])
+        .expect("ok");
+        assert_eq!(
+            r.mode,
+            Mode::Log {
+                tags: vec!["Backend_health".into(), "VCL_Event".into()],
+                dump: false
+            }
+        );
+        let r = client(&["log", "-d", "-T", ":1"]).expect("ok");
+        assert_eq!(
+            r.mode,
+            Mode::Log {
+                tags: vec![],
+                dump: true
+            }
+        );
+        for bad in [
+            vec!["log"],
+            vec!["log", "-T", "127.0.0.1:1", "-i"],
+            vec!["log", "-T", "127.0.0.1:1", "-i", "bad tag"],
+            vec!["log", "-T", "127.0.0.1:1", "-1"],
+            vec!["log", "-T", "127.0.0.1:1", "extra"],
+            vec!["stat", "-T", "127.0.0.1:1", "-d"],
+        ] {
+            let e = client(&bad).expect_err(&format!("{bad:?} must fail"));
+            assert!(!e.0.contains('\n'), "{bad:?}: {e}");
+        }
+        match parse(["ringcache", "log", "--help"]) {
+            Ok(Action::Print(t)) => assert!(t.starts_with("Usage: ringcache log")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn metrics_listen_is_checked_at_parse() {
+        let base = ["-a", "127.0.0.1:1", "-b", "127.0.0.1:2"];
+        let mut v = base.to_vec();
+        v.extend(["-p", "metrics_listen=127.0.0.1:9131"]);
+        assert_eq!(
+            serve(&v).expect("ok").params.metrics_listen,
+            "127.0.0.1:9131"
+        );
+        for bad in ["127.0.0.1", "127.0.0.1:x", "nosuchhost.invalid:1"] {
+            let mut v = base.to_vec();
+            let p = format!("metrics_listen={bad}");
+            v.extend(["-p", &p]);
+            let e = serve(&v).expect_err(bad);
+            assert!(
+                e.0.starts_with(&format!("-p metrics_listen={bad}: ")),
+                "{e}"
+            );
+        }
+        assert_eq!(parse_addrs(":9").expect("ok").len(), 2);
+    }
+
     fn backend(c: &Config) -> &Backend {
         match &c.vcl {
             VclSource::Backend(b) => b,
@@ -790,6 +898,9 @@ mod tests {
                     "-S",
                     "ringcache adm",
                     "ringcache stat",
+                    "ringcache log",
+                    "metrics_listen",
+                    "access_log",
                     "default_ttl",
                     "poller_core",
                 ] {

@@ -18,6 +18,8 @@ use crate::admin::{AdminHealth, BackendRow, PollerStats, VclRow, VclText};
 use crate::health::poller::Lateness;
 use crate::health::slots::{starts_healthy, ProbeChange, ProbeWant, SlotKey, Slots};
 use crate::health::{epoch_now, Health, SlotStatus};
+use crate::stats::view::{Plane, PlaneBackend};
+use crate::stats::Stats;
 use crate::vcl::exec::BackendRef;
 use crate::vcl::program::{BackendDef, Endpoint, ObjectKind, Program};
 use crate::vcl::LoadedVcl;
@@ -81,6 +83,8 @@ pub struct Control {
     probes: ProbeSink,
     /// How late the poller starts probes (written by the poller thread).
     lateness: Arc<Lateness>,
+    /// The shards' counters, for rebasing a retired slot's `VBE` counters (`None` in tests).
+    stats: Option<Arc<Stats>>,
 }
 
 impl Control {
@@ -103,9 +107,49 @@ impl Control {
             active: Arc::new(Active::new(vcl)),
             probes,
             lateness,
+            stats: None,
         };
         c.reconcile(&mut c.lock());
         Ok(c)
+    }
+
+    /// Gives the control plane the shards' counters (before it is shared).
+    pub fn set_stats(&mut self, stats: Arc<Stats>) {
+        self.stats = Some(stats);
+    }
+
+    /// What the counters take from the control plane: loaded VCLs, their backends (with their
+    /// slots and probe bitmaps), the poller's lateness and the log writers' drops.
+    pub fn plane(&self, uptime: u64) -> Plane {
+        use crate::admin::Control as _;
+        let inner = self.lock();
+        let mut backends = Vec::new();
+        for e in &inner.vcls {
+            let vcl: Arc<str> = Arc::from(e.name.as_str());
+            for be in e.vcl.backends.iter() {
+                let happy = if inner.slots.probed(be.slot) {
+                    self.health.status(be.slot).probe.map_or(0, |p| p.bits[7])
+                } else {
+                    0
+                };
+                backends.push(PlaneBackend {
+                    vcl: vcl.clone(),
+                    name: Arc::from(&*be.name),
+                    slot: be.slot,
+                    happy,
+                });
+            }
+        }
+        let n_vcl = inner.vcls.len() as u64;
+        drop(inner);
+        Plane {
+            uptime,
+            n_vcl,
+            backends,
+            poller: Some(self.poller_stats(false)),
+            log_dropped: crate::logs::dropped(),
+            access_log_dropped: crate::logs::access::dropped(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -134,6 +178,9 @@ impl Control {
     }
 
     fn retire(&self, slot: usize, stop: bool) {
+        if let Some(stats) = &self.stats {
+            stats.vbe().rebase(slot);
+        }
         let board = &self.health.board;
         self.health.update_status(slot, |s| {
             *s = SlotStatus::default();

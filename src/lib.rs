@@ -2,7 +2,8 @@
 //!
 //! The crate is split by domain: `http` (wire format), `cache` (objects, TTL rules, per-shard
 //! store), `backend` (per-core pools and fetches), `server` (boot, shards, sessions, the
-//! cross-shard path), `health` (the poller and the health board), `stats` (counters) and `params`
+//! cross-shard path), `health` (the poller and the health board), `stats` (counters, `stat` readings, the Prometheus endpoint), `logs` (event and access logs,
+//! written off the shards) and `params`
 //! (the one table of runtime parameters), `admin` (the Varnish CLI on `-T` and its clients). The
 //! control plane (flags, boot, poller, admin) and the data plane (shards) share only immutable
 //! configuration and atomics.
@@ -15,6 +16,7 @@ pub mod control;
 pub mod director;
 pub mod health;
 pub mod http;
+pub mod logs;
 pub mod params;
 pub mod server;
 pub mod stats;

@@ -23,6 +23,8 @@ pub enum Kind {
     Auto,
     /// `auto`, `off` or a non-negative integer (a core number).
     AutoOff,
+    /// Free text (a path, an address), empty for none; checked where it is used.
+    Text,
 }
 
 /// One row of the parameter table.
@@ -208,6 +210,17 @@ params! {
     poller_core: AutoOff(AutoOff) = "auto", min 0, max 4095, unit "core",
         "Core for the health poller thread: auto = its own core when cores + 1 <= available \
          cores, else it shares; N = pin to core N; off = never pin.";
+    log_file: Text(String) = "", min 0, max 0, unit "path",
+        "Where event lines go (Backend_health, VCL_Event, FetchError, VCL_Error, VCL_Log): \
+         empty = stderr; else a file, appended to, each line stamped with the local time, and \
+         opened again when it is rotated away (ringcache extension).";
+    access_log: Text(String) = "", min 0, max 0, unit "path",
+        "NCSA combined access log file, with the handling (hit, miss, pass, pipe, synth) and a \
+         grace marker per line (see docs/counters.md); empty = off (ringcache extension; \
+         Varnish uses varnishncsa -w).";
+    metrics_listen: Text(String) = "", min 0, max 0, unit "ADDR:PORT",
+        "Where the Prometheus endpoint listens (GET /metrics, text format 0.0.4): \
+         127.0.0.1:9131, [::1]:9131, :9131; empty = off (ringcache extension).";
 }
 
 /// `auto` or a number.
@@ -271,6 +284,19 @@ impl FromParam for u64 {
     }
     fn to_param(&self) -> String {
         self.to_string()
+    }
+}
+
+impl FromParam for String {
+    fn from_param(name: &str, _: Kind, v: &str, _: f64, _: f64) -> Result<Self, ParamError> {
+        let v = v.trim();
+        if v.contains(['\n', '\r', '\0']) {
+            return Err(syntax(name, v, "one line of text"));
+        }
+        Ok(v.to_string())
+    }
+    fn to_param(&self) -> String {
+        self.clone()
     }
 }
 
@@ -382,7 +408,12 @@ pub fn help_text() -> String {
         } else {
             format!(" [{}]", p.unit)
         };
-        out.push_str(&format!("  {:<24} default {}{}\n", p.name, p.default, unit));
+        let default = if p.default.is_empty() {
+            "\"\""
+        } else {
+            p.default
+        };
+        out.push_str(&format!("  {:<24} default {}{}\n", p.name, default, unit));
         out.push_str(&format!("      {}\n", p.help));
     }
     out
@@ -404,6 +435,8 @@ mod tests {
         assert_eq!(p.http_max_hdr, 64);
         assert_eq!(p.cores, AutoValue::Auto);
         assert_eq!(p.poller_core, AutoOff::Auto);
+        assert_eq!(p.log_file, "");
+        assert_eq!(p.metrics_listen, "");
         for def in TABLE {
             assert!(p.get(def.name).is_some(), "{} has no getter", def.name);
         }
@@ -434,6 +467,13 @@ mod tests {
         assert!(matches!(p.set("cores", "0"), Err(ParamError::Range { .. })));
         assert!(matches!(
             p.set("cpu_affinity", "maybe"),
+            Err(ParamError::Syntax { .. })
+        ));
+        p.set("access_log", " /var/log/ringcache/access.log ")
+            .expect("path");
+        assert_eq!(p.access_log, "/var/log/ringcache/access.log");
+        assert!(matches!(
+            p.set("log_file", "a\nb"),
             Err(ParamError::Syntax { .. })
         ));
         let msg = p.set("default_ttl", "-1").unwrap_err().to_string();

@@ -651,11 +651,17 @@ fn ringcache_stat_client_formats() {
         assert!(matches!(c.get("description"), Some(Json::Str(d)) if !d.is_empty()));
         let flag = c.get("flag");
         assert!(
-            flag == Some(&Json::Str("c".into())) || flag == Some(&Json::Str("g".into())),
+            matches!(flag, Some(Json::Str(f)) if ["c", "g", "b"].contains(&f.as_str())),
             "{name}: {flag:?}"
         );
         assert!(
-            matches!(c.get("format"), Some(Json::Str(f)) if ["i", "B", "d"].contains(&f.as_str())),
+            matches!(c.get("format"), Some(Json::Str(f)) if ["i", "B", "d", "b"].contains(&f.as_str())),
+            "{name}"
+        );
+        // A bitmap (VBE.*.happy) is flag b, format b; nothing else is.
+        assert_eq!(
+            flag == Some(&Json::Str("b".into())),
+            name.ends_with(".happy"),
             "{name}"
         );
         assert!(

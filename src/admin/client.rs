@@ -1,8 +1,10 @@
-//! `ringcache adm` and `ringcache stat`: a varnishadm-like client.
+//! `ringcache adm`, `ringcache stat` and `ringcache log`: varnishadm-like clients.
 //!
 //! It connects to `-T`, answers the challenge with `-S` when asked, checks the server answers
 //! `ping` with a PONG (as varnishadm does), then runs one command, or one per line of standard
 //! input. Its arguments are quoted for the CLI when they need it (varnishadm sends them bare).
+//! `stat` on a terminal without `-1`/`-j` is the live view (`live`); `log` polls `log.read`
+//! with the last sequence number it saw and prints new lines as they come.
 
 use std::io::{self, BufRead, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -34,8 +36,12 @@ pub enum Mode {
     Command(Vec<String>),
     /// `adm` with no command: one command per line of standard input.
     Stdin,
-    /// `stat [...]`: these words after `stat`; print the body as it is (varnishstat's output).
+    /// `stat [...]`: these words after `stat`; print the body as it is (varnishstat's output),
+    /// or the live view on a terminal without `-1`/`-j`.
     Stat(Vec<String>),
+    /// `log [-d] [-i TAG]...`: event lines of these tags (all without); `dump`: those kept so
+    /// far, then exit; else the ones that come from now on, until interrupted.
+    Log { tags: Vec<String>, dump: bool },
 }
 
 /// An authenticated connection.
@@ -150,6 +156,13 @@ pub fn run(req: &Request) -> i32 {
             }
             Err(e) => comms(e),
         },
+        Mode::Stat(args)
+            if !args.iter().any(|a| a == "-1" || a == "-j")
+                && super::live::is_tty(libc::STDOUT_FILENO) =>
+        {
+            super::live::run(&mut conn, req, args)
+        }
+        Mode::Log { tags, dump } => run_log(&mut conn, req, tags, *dump),
         Mode::Stat(args) => {
             let mut words = vec!["stat".to_string()];
             words.extend(args.iter().cloned());
@@ -166,6 +179,86 @@ pub fn run(req: &Request) -> i32 {
             }
         }
         Mode::Stdin => run_stdin(&mut conn, req),
+    }
+}
+
+/// How often `log` asks for new lines when the last answer was not full.
+const LOG_POLL: Duration = Duration::from_millis(200);
+/// What one `log.read` returns at most (the server's limit).
+const LOG_BATCH: usize = 1000;
+
+/// One `log.read` after `after` (filtered by `tags`): (sequence number, line) pairs.
+fn log_batch(conn: &mut Conn, tags: &[String], after: u64) -> Result<Vec<(u64, String)>, String> {
+    let mut words = vec!["log.read".to_string()];
+    for t in tags {
+        words.push("-i".into());
+        words.push(t.clone());
+    }
+    words.push(after.to_string());
+    match conn.command(&words) {
+        Ok((st, body)) if ok(st) => Ok(body
+            .lines()
+            .filter_map(|l| {
+                let (seq, line) = l.split_once(' ')?;
+                Some((seq.parse().ok()?, line.to_string()))
+            })
+            .collect()),
+        Ok((st, body)) => Err(format!(
+            "{body}
+Command failed with error code {st}"
+        )),
+        Err(e) => Err(format!("CLI communication error: {e}")),
+    }
+}
+
+/// `ringcache log`: prints event lines as `log.read` hands them out. Without `-d` it first
+/// skips what is already kept (as varnishlog starts at the head of the log), then polls.
+fn run_log(conn: &mut Conn, req: &Request, tags: &[String], dump: bool) -> i32 {
+    let fail = |e: String| {
+        eprintln!("ringcache: {e} ({})", req.target);
+        2
+    };
+    let mut after = 0u64;
+    if !dump {
+        // Find the newest sequence number (unfiltered, so every event counts).
+        loop {
+            match log_batch(conn, &[], after) {
+                Ok(b) => {
+                    if let Some((seq, _)) = b.last() {
+                        after = *seq;
+                    }
+                    if b.len() < LOG_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => return fail(e),
+            }
+        }
+    }
+    loop {
+        let batch = match log_batch(conn, tags, after) {
+            Ok(b) => b,
+            Err(e) => return fail(e),
+        };
+        let full = batch.len() >= LOG_BATCH;
+        if !batch.is_empty() {
+            let mut out = io::stdout().lock();
+            for (seq, line) in &batch {
+                after = *seq;
+                if writeln!(out, "{line}").is_err() {
+                    return 0;
+                }
+            }
+            if out.flush().is_err() {
+                return 0;
+            }
+        }
+        if dump && !full {
+            return 0;
+        }
+        if !full {
+            std::thread::sleep(LOG_POLL);
+        }
     }
 }
 

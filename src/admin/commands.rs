@@ -11,22 +11,19 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::protocol::{self, status, CHALLENGE_LEN};
-use super::stat::{self, Filter, Row};
+use super::stat::{self, Filter};
 use super::Control;
 use super::{backend, vcl_cmds};
-use crate::stats::{CounterDef, CounterKind, Format};
-
-/// Reads every counter, summed over shards, in table order.
-pub type Snapshot = Box<dyn Fn() -> Vec<(&'static CounterDef, u64)> + Send + Sync>;
+use crate::stats::view::{self, Readings};
+use crate::stats::C;
 
 /// What the commands read; one per admin server, shared by its connections.
 pub struct Context {
-    pub counters: Snapshot,
-    /// When boot started (`MAIN.uptime`).
-    pub started: Instant,
+    /// Every counter (`MAIN.uptime` first), as `stat` prints them.
+    pub counters: Readings,
     /// `-S`: read again at each `auth`, as Varnish does, so the secret can be rotated.
     pub secret: Option<PathBuf>,
     /// The server's control plane (backends, health, VCLs); `None` only in unit tests of the
@@ -129,7 +126,7 @@ static COMMANDS: &[Command] = &[
     Command {
         name: "log.read",
         syntax: "log.read [-i <tag>]... [<after>]",
-        help: "Show logged events (Backend_health, VCL_Event) after sequence number <after> (ringcache extension).",
+        help: "Show logged events (Backend_health, VCL_Event, FetchError, VCL_Error, VCL_Log) after sequence number <after> (ringcache extension).",
         min: 0,
         max: None,
         open: false,
@@ -705,10 +702,13 @@ fn cmd_log_read(ctx: &Context, _: &mut Session, av: &[String]) -> (u16, String) 
         Err(e) => return e,
     };
     let mut out = String::new();
-    for (seq, tag, line) in c.events(after, LOG_READ_MAX) {
-        if tags.is_empty() || tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
-            out.push_str(&format!("{seq} {line}\n"));
-        }
+    // Filter first, then cut: a reader of one tag is never starved by other tags' events.
+    let kept = c.events(after, crate::health::EVENTS_KEPT);
+    let wanted = kept
+        .iter()
+        .filter(|(_, tag, _)| tags.is_empty() || tags.iter().any(|t| t.eq_ignore_ascii_case(tag)));
+    for (seq, _, line) in wanted.take(LOG_READ_MAX) {
+        out.push_str(&format!("{seq} {line}\n"));
     }
     (status::OK, out)
 }
@@ -773,18 +773,9 @@ fn cmd_stat(ctx: &Context, _: &mut Session, av: &[String]) -> (u16, String) {
             }
         }
     }
-    let uptime = ctx.started.elapsed().as_secs();
-    let snapshot = (ctx.counters)();
-    let mut rows = Vec::with_capacity(snapshot.len() + 1);
-    rows.push(Row {
-        name: "MAIN.uptime",
-        value: uptime,
-        kind: CounterKind::Counter,
-        format: Format::Duration,
-        description: "Process uptime",
-    });
-    rows.extend(snapshot.iter().map(|(d, v)| Row::from_def(d, *v)));
-    rows.retain(|r| filter.keep(r.name));
+    let mut rows = (ctx.counters)();
+    let uptime = view::main_value(&rows, C::uptime).unwrap_or(0);
+    rows.retain(|r| filter.keep(&r.name()));
     let body = if json {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -807,8 +798,9 @@ mod tests {
         let s2 = stats.clone();
         (
             Context {
-                counters: Box::new(move || s2.snapshot()),
-                started: Instant::now(),
+                counters: Arc::new(move || {
+                    crate::stats::view::collect(&s2, &crate::stats::view::Plane::default())
+                }),
                 secret,
                 control: None,
             },

@@ -10,11 +10,13 @@
 //!
 //! `protocol` is the wire format (pure), `commands` the command table and dispatch (pure but
 //! for the clock), `stat` varnishstat's output formats, `server` the listener, `client` the
-//! `ringcache adm` / `ringcache stat` side. See docs/admin.md.
+//! `ringcache adm` / `stat` / `log` side, `live` the terminal view of `ringcache stat`. See
+//! docs/admin.md and docs/counters.md.
 
 pub mod backend;
 pub mod client;
 pub mod commands;
+pub mod live;
 pub mod protocol;
 pub mod server;
 pub mod stat;

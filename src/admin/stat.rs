@@ -3,29 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::stats::{CounterDef, CounterKind, Format};
-
-/// One counter as printed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Row<'a> {
-    pub name: &'a str,
-    pub value: u64,
-    pub kind: CounterKind,
-    pub format: Format,
-    pub description: &'a str,
-}
-
-impl<'a> Row<'a> {
-    pub fn from_def(def: &'a CounterDef, value: u64) -> Row<'a> {
-        Row {
-            name: def.name,
-            value,
-            kind: def.kind,
-            format: def.format,
-            description: def.description,
-        }
-    }
-}
+use crate::stats::view::Reading;
+use crate::stats::CounterKind;
 
 /// varnishstat's `-f` list (`vsc_filter`): patterns in the order given; the first that matches
 /// decides (include, or exclude for `^PATTERN`); a name no pattern matches is shown only if
@@ -61,15 +40,16 @@ pub use super::backend::fnmatch;
 /// `varnishstat -1`: name padded to a column that starts at 18 and widens past any longer
 /// name, value `%12ju`, rate per second of uptime `%12.2f` for counters (`.  ` otherwise),
 /// then the description.
-pub fn format_once(rows: &[Row], uptime: u64) -> String {
+pub fn format_once(rows: &[Reading], uptime: u64) -> String {
     let mut out = String::with_capacity(rows.len() * 80);
     let mut pad = 18;
     for r in rows {
-        let len = r.name.len();
+        let name = r.name();
+        let len = name.len();
         if len >= pad {
             pad = len + 1;
         }
-        out.push_str(r.name);
+        out.push_str(&name);
         out.extend(std::iter::repeat_n(' ', pad - len));
         if r.kind == CounterKind::Counter {
             let rate = if uptime > 0 {
@@ -86,7 +66,7 @@ pub fn format_once(rows: &[Row], uptime: u64) -> String {
 }
 
 /// `varnishstat -j` (schema version 1).
-pub fn format_json(rows: &[Row], timestamp: &str) -> String {
+pub fn format_json(rows: &[Reading], timestamp: &str) -> String {
     let mut out = String::with_capacity(rows.len() * 150 + 100);
     let _ = write!(
         out,
@@ -98,7 +78,7 @@ pub fn format_json(rows: &[Row], timestamp: &str) -> String {
             out,
             "{sep}    {}: {{\n      \"description\": {},\n      \"flag\": \"{}\",\n      \
              \"format\": \"{}\",\n      \"value\": {}\n    }}",
-            json_str(r.name),
+            json_str(&r.name()),
             json_str(r.description),
             r.kind.letter(),
             r.format.letter(),
@@ -161,10 +141,13 @@ pub fn local_timestamp(unix_secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::view::Group;
+    use crate::stats::Format;
 
-    fn row(name: &'static str, value: u64, kind: CounterKind) -> Row<'static> {
-        Row {
-            name,
+    fn row(name: &'static str, value: u64, kind: CounterKind) -> Reading {
+        Reading {
+            group: Group::Main,
+            field: name.trim_start_matches("MAIN."),
             value,
             kind,
             format: Format::Integer,
@@ -255,19 +238,32 @@ MAIN.threads                         200          .   Desc
     #[test]
     fn json_matches_varnishstat_schema() {
         let rows = [
-            Row {
-                name: "MAIN.uptime",
+            Reading {
+                group: Group::Main,
+                field: "uptime",
                 value: 21,
                 kind: CounterKind::Counter,
                 format: Format::Duration,
                 description: "Child process uptime",
             },
-            Row {
-                name: "MAIN.n_object",
+            Reading {
+                group: Group::Main,
+                field: "n_object",
                 value: 0,
                 kind: CounterKind::Gauge,
                 format: Format::Integer,
                 description: "object structs made",
+            },
+            Reading {
+                group: Group::Vbe {
+                    vcl: "boot".into(),
+                    backend: "default".into(),
+                },
+                field: "happy",
+                value: u64::MAX,
+                kind: CounterKind::Bitmap,
+                format: Format::Bitmap,
+                description: "Happy health probes",
             },
         ];
         let want = "{
@@ -285,6 +281,12 @@ MAIN.threads                         200          .   Desc
       \"flag\": \"g\",
       \"format\": \"i\",
       \"value\": 0
+    },
+    \"VBE.boot.default.happy\": {
+      \"description\": \"Happy health probes\",
+      \"flag\": \"b\",
+      \"format\": \"b\",
+      \"value\": 18446744073709551615
     }
   }
 }

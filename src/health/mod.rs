@@ -163,17 +163,23 @@ pub struct Event {
 /// Events kept for readers that come later.
 pub const EVENTS_KEPT: usize = 4096;
 
-/// The control plane's event log: every event goes to stderr at once and into a bounded ring
-/// (the oldest event is dropped first).
+/// The control plane's event log: a bounded ring of the latest events (the oldest is dropped
+/// first), which `log.read` serves; every event also goes to the log writer (`crate::logs`:
+/// stderr or `log_file`).
 #[derive(Default)]
 pub struct Events {
     ring: std::sync::Mutex<(u64, std::collections::VecDeque<Event>)>,
 }
 
 impl Events {
-    /// Logs `line` (which starts with `tag`).
+    /// Logs `line` (which starts with `tag`): kept here at once, written by the log writer.
     pub fn push(&self, tag: &'static str, line: String) {
-        eprintln!("{line}");
+        self.keep(tag, line.clone());
+        crate::logs::emit_kept(tag, line);
+    }
+
+    /// Keeps `line` in the ring only (the log writer does this for lines from the shards).
+    pub fn keep(&self, tag: &'static str, line: String) {
         let mut g = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         g.0 += 1;
         let seq = g.0;

@@ -21,7 +21,7 @@ use crate::http::{write, Headers};
 use crate::stats::C;
 use crate::vcl::exec::RespCtx;
 
-use super::fetch_fsm::{count_framing, log_fetch_error};
+use super::fetch_fsm::log_fetch_error;
 use super::io::{secs, write_all_timeout, write_head_body, Write};
 use super::shard::{unix_now, Shard};
 
@@ -48,6 +48,16 @@ impl Next {
             _ => Next::Close,
         }
     }
+}
+
+/// What a writer sent (for the access log) and what comes next on the connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Sent {
+    pub next: Next,
+    /// The status line's code.
+    pub status: u16,
+    /// Body bytes sent.
+    pub body: u64,
 }
 
 /// Fields a 304 carries over from the full response (RFC 9110 15.4.5).
@@ -119,7 +129,7 @@ pub async fn write_obj(
     xid: u64,
     hit: bool,
     now: f64,
-) -> Next {
+) -> Sent {
     let mut head = Vec::with_capacity(obj.head.len() + 160);
     let cond = not_modified(req_headers, obj.status, &obj.headers);
     if cond {
@@ -160,8 +170,13 @@ pub async fn write_obj(
     let c = shard.counters();
     c.add(C::s_resp_hdrbytes, head.len() as u64);
     c.add(C::s_resp_bodybytes, body.len() as u64);
+    let sent_body = body.len() as u64;
     let w = write_head_body(stream, head, body, secs(shard.shared.params.send_timeout)).await;
-    Next::after(&w, ci.keep_alive)
+    Sent {
+        next: Next::after(&w, ci.keep_alive),
+        status: if cond { 304 } else { obj.status },
+        body: sent_body,
+    }
 }
 
 /// The status a response carries on the wire: VCL may use codes above 999 internally (the
@@ -211,7 +226,7 @@ pub async fn write_resp(
     req_headers: &Headers,
     resp: &RespCtx,
     body: Bytes,
-) -> Next {
+) -> Sent {
     let (reason, headers) = (&resp.reason[..], &resp.headers);
     let status = wire_status(resp.status);
     let cond = not_modified(req_headers, status, headers);
@@ -245,8 +260,13 @@ pub async fn write_resp(
     let c = shard.counters();
     c.add(C::s_resp_hdrbytes, head.len() as u64);
     c.add(C::s_resp_bodybytes, body.len() as u64);
+    let sent_body = body.len() as u64;
     let w = write_head_body(stream, head, body, secs(shard.shared.params.send_timeout)).await;
-    Next::after(&w, keep_alive)
+    Sent {
+        next: Next::after(&w, keep_alive),
+        status: if cond { 304 } else { status },
+        body: sent_body,
+    }
 }
 
 /// The per-request lines of a streamed response when VCL did not build `resp` itself.
@@ -257,6 +277,7 @@ pub struct StreamExtra {
 
 /// Streams a backend response to the client as it arrives (pass, uncacheable, too large).
 /// `extra`: append `X-Varnish` and `Age` (they are in `headers` when VCL built `resp`).
+/// `slot`: the backend's slot, whose `VBE.beresp_bodybytes` the body counts in.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_stream(
     shard: &Shard,
@@ -269,7 +290,8 @@ pub async fn write_stream(
     mut f: Fetched,
     addr: SocketAddr,
     xid: u64,
-) -> Next {
+    slot: usize,
+) -> Sent {
     let send_timeout = secs(shard.shared.params.send_timeout);
     let status = wire_status(status);
     let mut head = Vec::with_capacity(f.head.head_len + 160);
@@ -311,11 +333,20 @@ pub async fn write_stream(
     connection_header(&mut head, ci, keep_alive);
     head.extend_from_slice(b"\r\n");
     shard.counters().add(C::s_resp_hdrbytes, head.len() as u64);
+    let mut sent_body = 0u64;
+    let closed = |sent_body: u64| {
+        shard.counters().add(C::s_resp_bodybytes, sent_body);
+        shard.count_beresp_body(slot, sent_body);
+        Sent {
+            next: Next::Close,
+            status,
+            body: sent_body,
+        }
+    };
     match write_all_timeout(stream, head, send_timeout).await {
         Write::Done(_) => {}
-        _ => return Next::Close,
+        _ => return closed(0),
     }
-    let mut sent_body = 0u64;
     if !ci.head && !no_body {
         loop {
             let piece = match f.body.next().await {
@@ -325,7 +356,7 @@ pub async fn write_stream(
                     log_fetch_error(shard, xid, addr, &e);
                     shard.counters().inc(C::fetch_failed);
                     // The response is cut short: the client must see the connection end.
-                    return Next::Close;
+                    return closed(sent_body);
                 }
             };
             if piece.is_empty() {
@@ -348,7 +379,7 @@ pub async fn write_stream(
                 )
             };
             if !ok {
-                return Next::Close;
+                return closed(sent_body);
             }
         }
         if chunked_out
@@ -357,18 +388,22 @@ pub async fn write_stream(
                 Write::Done(_)
             )
         {
-            return Next::Close;
+            return closed(sent_body);
         }
     }
     shard.counters().add(C::s_resp_bodybytes, sent_body);
-    count_framing(shard, &f);
+    shard.count_beresp_body(slot, sent_body);
     if f.body.is_done() || no_body || ci.head {
         super::fetch_fsm::release(shard, f, addr);
     }
-    if keep_alive {
-        Next::KeepAlive
-    } else {
-        Next::Close
+    Sent {
+        next: if keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        },
+        status,
+        body: sent_body,
     }
 }
 
@@ -381,7 +416,7 @@ pub async fn send_plain(
     reason: &str,
     xid: u64,
     keep_alive: bool,
-) -> Next {
+) -> Sent {
     shard.counters().inc(C::s_synth);
     let body = write::synthetic_error_page(status, reason, xid);
     let mut head = Vec::with_capacity(256);
@@ -401,6 +436,11 @@ pub async fn send_plain(
         head.extend_from_slice(b"Connection: close\r\n");
     }
     head.extend_from_slice(b"\r\n");
+    let sent_body = body.len() as u64;
     let w = write_head_body(stream, head, Bytes::from(body), secs(5.0)).await;
-    Next::after(&w, keep_alive)
+    Sent {
+        next: Next::after(&w, keep_alive),
+        status,
+        body: sent_body,
+    }
 }

@@ -292,6 +292,13 @@ pub struct InUseGuard {
     slot: usize,
 }
 
+impl InUseGuard {
+    /// The backend slot this fetch goes to.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+}
+
 impl Drop for InUseGuard {
     fn drop(&mut self) {
         if let Some(c) = self.table.counts.borrow_mut().get_mut(self.slot) {
@@ -312,12 +319,12 @@ pub fn call_vcl(
     let r = crate::vcl::exec::run(&run.vcl.program, m, ctx);
     if !ctx.log.is_empty() {
         for line in ctx.log.drain(..) {
-            eprintln!("VCL_Log {xid} {line}");
+            crate::logs::emit("VCL_Log", format!("VCL_Log {xid} {line}"));
         }
     }
     if let Err(e) = &r {
         shard.counters().inc(crate::stats::C::vcl_fail);
-        eprintln!("VCL_Error {xid} {e}");
+        crate::logs::emit("VCL_Error", format!("VCL_Error {xid} {e}"));
     }
     r
 }

@@ -20,7 +20,6 @@ use bytes::Bytes;
 use crate::backend::fetch::{self, FetchError, FetchLimits, Fetched};
 use crate::cache::ttl;
 use crate::cache::{CacheKey, ObjKind, Object, VarySpec};
-use crate::http::request::BodyFraming;
 use crate::http::{write, Headers};
 use crate::stats::C;
 use crate::vcl::exec::{self, BackendRef, BereqCtx, BerespCtx, Ctx, Outcome, Site};
@@ -149,17 +148,23 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                             format!("backend {}: unhealthy or unreachable", name_of(&run.vcl, b))
                         }
                     };
-                    eprintln!("FetchError {xid} shard={} {why}", shard.id);
+                    shard.count_unresolved(run, bereq.backend);
+                    crate::logs::emit(
+                        "FetchError",
+                        format!("FetchError {xid} shard={} {why}", shard.id),
+                    );
                     st = St::Error(503, None);
                     continue;
                 };
                 let in_use = run.in_use.enter(slot);
                 match send(shard, run, bereq, id, addr, &r.body, r.has_body).await {
                     Err(e) => {
+                        shard.count_fetch_error(slot, &e);
                         log_fetch_error(shard, xid, addr, &e);
                         St::Error(503, None)
                     }
                     Ok(f) => {
+                        shard.count_beresp_head(slot, &f, &bereq.method[..] == b"HEAD");
                         // The response head has just arrived: lifetimes count from now.
                         ctx.now = unix_now();
                         let kept = match &mode {
@@ -201,7 +206,10 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                     return fail(shard, mode, xid);
                 };
                 if b.retries >= max_retries {
-                    eprintln!("VCL_Error {xid} Too many retries, delivering 503");
+                    crate::logs::emit(
+                        "VCL_Error",
+                        format!("VCL_Error {xid} Too many retries, delivering 503"),
+                    );
                     if from_error {
                         return fail(shard, mode, xid);
                     }
@@ -292,6 +300,7 @@ async fn send(
         b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
     ) || !send_body;
     shard.counters().inc(C::backend_req);
+    shard.count_bereq(be.slot, wire.len(), if send_body { body.len() } else { 0 });
     fetch::fetch(
         &shard.pool,
         shard.counters(),
@@ -449,6 +458,7 @@ async fn finish(
         && f.body
             .known_length()
             .is_some_and(|n| n as usize > shard.object_max);
+    let slot = how.in_use.slot();
     let in_use = how.in_use;
     let streamed = |f: Fetched, beresp: BerespCtx| {
         FetchOutcome::Stream(Box::new(Streamed {
@@ -485,7 +495,7 @@ async fn finish(
     let body = match how.reuse_body {
         Some(b) => b,
         None => match f.body.read_all(shard.object_max).await {
-            Ok(b) => b,
+            Ok(b) => shard.counted_body(slot, b),
             Err(e) => {
                 log_fetch_error(shard, xid, addr, &e);
                 shard.counters().inc(C::fetch_failed);
@@ -493,7 +503,6 @@ async fn finish(
             }
         },
     };
-    count_framing(shard, &f);
     release(shard, f, addr);
     let (head, headers) =
         Object::build_head_and_headers(beresp.status, &beresp.reason, &beresp.headers);
@@ -602,20 +611,11 @@ pub fn release(shard: &Shard, f: Fetched, addr: SocketAddr) {
 }
 
 pub fn log_fetch_error(shard: &Shard, xid: u64, addr: SocketAddr, e: &FetchError) {
-    eprintln!(
+    let line = format!(
         "FetchError {} shard={} backend={} {}",
         xid, shard.id, addr, e
     );
-}
-
-pub fn count_framing(shard: &Shard, f: &Fetched) {
-    let c = match f.body.framing() {
-        BodyFraming::None => C::fetch_none,
-        BodyFraming::Length(_) => C::fetch_length,
-        BodyFraming::Chunked => C::fetch_chunked,
-        BodyFraming::UntilClose => C::fetch_eof,
-    };
-    shard.counters().inc(c);
+    crate::logs::emit("FetchError", line);
 }
 
 /// Hop-by-hop fields (RFC 9110 7.6.1) never forwarded in either direction.

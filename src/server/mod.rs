@@ -7,6 +7,7 @@
 //! listeners and build everything else (runtime, pools, their part of the cache) on their own
 //! thread, so io_uring rings are created by the thread that submits to them.
 
+pub mod count;
 pub mod deliver;
 pub mod env;
 pub mod fetch_fsm;
@@ -41,7 +42,8 @@ pub struct Shared {
     pub active: Arc<crate::control::Active>,
     pub shards: usize,
     pub storage_bytes: u64,
-    pub stats: Stats,
+    /// Every shard's counters (MAIN, VBE); the control plane reads them.
+    pub stats: Arc<Stats>,
     pub inboxes: Vec<mpsc::UnboundedSender<ShardMsg>>,
     /// Backend health: the board shards read.
     pub health: Arc<crate::health::Health>,
@@ -240,6 +242,7 @@ pub fn run(config: Config) -> Result<(), BootError> {
     let (listeners, bound) = bind_all(&config.listen, shards)?;
     // Bound before any shard starts, so a bad -T or -S is a clean startup error.
     let admin = crate::admin::server::bind(&config.admin).map_err(BootError)?;
+    let metrics = bind_metrics(&config.params.metrics_listen)?;
 
     let mut inboxes = Vec::with_capacity(shards);
     let mut receivers = Vec::with_capacity(shards);
@@ -249,6 +252,16 @@ pub fn run(config: Config) -> Result<(), BootError> {
         receivers.push(rx);
     }
     let health = Arc::new(crate::health::Health::new());
+    // The log writers start before anything logs (the poller's first Backend_health lines).
+    crate::logs::start(
+        &crate::logs::Sink::from_param(&config.params.log_file),
+        health.clone(),
+    )
+    .map_err(BootError)?;
+    if !config.params.access_log.is_empty() {
+        crate::logs::access::start(&config.params.access_log).map_err(BootError)?;
+    }
+    let stats = Arc::new(Stats::new(shards));
     let stop = Arc::new(AtomicBool::new(false));
     let reported = health.clone();
     let (poller, _poller_thread) = crate::health::poller::spawn(
@@ -258,29 +271,29 @@ pub fn run(config: Config) -> Result<(), BootError> {
     )
     .map_err(|e| BootError(format!("cannot start the poller thread: {e}")))?;
     let lateness = poller.lateness.clone();
-    let control = Arc::new(
-        crate::control::Control::boot(
-            vcl,
-            health.clone(),
-            Box::new(move |ch| {
-                poller.send(match ch {
-                    ProbeChange::Start { slot, probe } => Cmd::Start {
-                        slot,
-                        target: probe,
-                    },
-                    ProbeChange::Stop { slot } => Cmd::Stop { slot },
-                });
-            }),
-            lateness,
-        )
-        .map_err(BootError)?,
-    );
+    let mut control = crate::control::Control::boot(
+        vcl,
+        health.clone(),
+        Box::new(move |ch| {
+            poller.send(match ch {
+                ProbeChange::Start { slot, probe } => Cmd::Start {
+                    slot,
+                    target: probe,
+                },
+                ProbeChange::Stop { slot } => Cmd::Stop { slot },
+            });
+        }),
+        lateness,
+    )
+    .map_err(BootError)?;
+    control.set_stats(stats.clone());
+    let control = Arc::new(control);
     let shared = Arc::new(Shared {
         params: config.params.clone(),
         active: control.active.clone(),
         shards,
         storage_bytes: config.storage_bytes,
-        stats: Stats::new(shards),
+        stats: stats.clone(),
         inboxes,
         health: health.clone(),
     });
@@ -326,17 +339,30 @@ pub fn run(config: Config) -> Result<(), BootError> {
         eprintln!("ringcache: listening on {a}");
     }
     let admin_addrs = admin.addrs().to_vec();
-    let counters_of = shared.clone();
+    let readings: crate::stats::view::Readings = {
+        let (stats, control) = (stats.clone(), control.clone());
+        Arc::new(move || {
+            let plane = control.plane(started.elapsed().as_secs());
+            crate::stats::view::collect(&stats, &plane)
+        })
+    };
     admin
         .start(crate::admin::commands::Context {
-            counters: Box::new(move || counters_of.stats.snapshot()),
-            started,
+            counters: readings.clone(),
             secret: config.admin.secret.clone(),
             control: Some(control),
         })
         .map_err(|e| BootError(format!("cannot start the admin thread: {e}")))?;
     for a in &admin_addrs {
         eprintln!("ringcache: admin on {a}");
+    }
+    if let Some(m) = metrics {
+        let addrs = m.addrs();
+        m.start(readings)
+            .map_err(|e| BootError(format!("cannot start the metrics thread: {e}")))?;
+        for a in &addrs {
+            eprintln!("ringcache: metrics on {a}");
+        }
     }
     let engine_name = match &engine {
         Engine::IoUring => "io_uring".to_string(),
@@ -350,6 +376,20 @@ pub fn run(config: Config) -> Result<(), BootError> {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// Binds `-p metrics_listen` (empty: off) before any shard starts.
+fn bind_metrics(
+    spec: &str,
+) -> Result<Option<crate::stats::prometheus::MetricsListener>, BootError> {
+    if spec.is_empty() {
+        return Ok(None);
+    }
+    let addrs = crate::cli::parse_addrs(spec)
+        .map_err(|m| BootError(format!("-p metrics_listen={spec}: {m}")))?;
+    crate::stats::prometheus::bind(&addrs)
+        .map(Some)
+        .map_err(BootError)
 }
 
 /// A shard's event loop: accept on its listeners, serve sessions, handle its inbox.
@@ -410,7 +450,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off briefly instead of spinning.
-                eprintln!("ringcache: accept failed on shard {}: {e}", shard.id);
+                crate::logs::emit(
+                    "SessError",
+                    format!("SessError accept failed on shard {}: {e}", shard.id),
+                );
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }

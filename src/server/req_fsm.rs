@@ -21,11 +21,12 @@ use monoio::net::TcpStream;
 use crate::cache::{CacheKey, ObjKind, Object};
 use crate::http::request::{BodyFraming, RequestHead, Version};
 use crate::http::{write, Headers};
+use crate::logs::access::{self, Handling};
 use crate::stats::C;
 use crate::vcl::exec::{self, BereqCtx, Ctx, ObjView, Outcome, ReqCtx, RespCtx, Site};
 use crate::vcl::program::Method as Sub;
 
-use super::deliver::{self, ClientInfo, Next, StreamExtra};
+use super::deliver::{self, ClientInfo, Next, Sent, StreamExtra};
 use super::env::{call_vcl, Running};
 use super::fetch_fsm::{self, is_conditional, is_hop_by_hop, FetchMode, FetchOutcome, FetchReq};
 use super::io::secs;
@@ -76,6 +77,9 @@ enum Step {
 
 enum Go {
     Step(Step),
+    /// A response went out.
+    Wrote(Sent),
+    /// `return (pipe)`.
     Done(Done),
 }
 
@@ -85,8 +89,8 @@ impl From<Step> for Go {
     }
 }
 
-fn done(n: Next) -> Go {
-    Go::Done(Done::Next(n))
+fn wrote(s: Sent) -> Go {
+    Go::Wrote(s)
 }
 
 /// The connection-level facts a request needs.
@@ -113,9 +117,64 @@ struct Task<'s> {
     peer: SocketAddr,
     /// A `restart` from vcl_synth after `max_restarts` delivers instead.
     restarts_exhausted: bool,
+    /// The last of `vcl_hit`, `vcl_miss`, `vcl_pass`, `vcl_synth` run, or pipe (access log).
+    handling: Handling,
+    /// The object delivered was stale, in grace.
+    grace: bool,
 }
 
 static EMPTY_REQ: LazyLock<ReqCtx> = LazyLock::new(ReqCtx::default);
+
+/// The request as received, for its access log line (taken only when the log is on: a few
+/// reference-counted slices of the request head, copied when the request ends).
+struct AccessStart {
+    start: f64,
+    peer: std::net::IpAddr,
+    method: Bytes,
+    url: Bytes,
+    proto: &'static [u8],
+    host: Option<Bytes>,
+    referer: Option<Bytes>,
+    user_agent: Option<Bytes>,
+}
+
+impl AccessStart {
+    fn new(head: &RequestHead, peer: SocketAddr) -> AccessStart {
+        AccessStart {
+            start: unix_now(),
+            peer: peer.ip(),
+            method: head.method_raw.clone(),
+            url: head.url.clone(),
+            proto: match head.version {
+                Version::Http10 => b"HTTP/1.0",
+                Version::Http11 => b"HTTP/1.1",
+            },
+            host: head.headers.get("host").cloned(),
+            referer: head.headers.get("referer").cloned(),
+            user_agent: head.headers.get("user-agent").cloned(),
+        }
+    }
+
+    fn finish(self, handling: Handling, grace: bool, sent: Option<Sent>) {
+        let mut r = access::Record::new(
+            self.start,
+            self.peer,
+            &access::Request {
+                method: &self.method,
+                url: &self.url,
+                proto: self.proto,
+                host: self.host.as_deref(),
+                referer: self.referer.as_deref(),
+                user_agent: self.user_agent.as_deref(),
+            },
+        );
+        r.status = sent.map(|s| s.status);
+        r.body_bytes = sent.map(|s| s.body);
+        r.handling = handling;
+        r.grace = grace;
+        access::push(r);
+    }
+}
 
 /// Runs one request through the VCL state machine and writes its response.
 pub async fn handle(
@@ -127,28 +186,13 @@ pub async fn handle(
 ) -> Done {
     let xid = shard.next_xid();
     let run = shard.running();
+    let log = access::enabled().then(|| AccessStart::new(&head, conn.peer));
     let mut t = Task::new(shard, &run, conn, head, body, xid);
-    let mut step = Step::Recv;
-    for _ in 0..MAX_STEPS {
-        let go = match step {
-            Step::Recv => t.recv(),
-            Step::Lookup { purge } => t.lookup(stream, purge).await,
-            Step::Pass => t.pass(stream).await,
-            Step::Pipe => t.pipe(),
-            Step::Synth(status, reason) => t.synth(stream, status, reason).await,
-            Step::Restart => t.restart(),
-            Step::Fail => {
-                t.keep_alive = false;
-                Step::Synth(503, Some(Bytes::from_static(b"VCL failed"))).into()
-            }
-        };
-        match go {
-            Go::Step(s) => step = s,
-            Go::Done(d) => return d,
-        }
+    let (done, sent) = t.steps(stream).await;
+    if let Some(a) = log {
+        a.finish(t.handling, t.grace, sent);
     }
-    eprintln!("VCL_Error {xid} request exceeded {MAX_STEPS} steps");
-    Done::Next(deliver::send_plain(shard, stream, 503, "Service Unavailable", xid, false).await)
+    done
 }
 
 impl<'s> Task<'s> {
@@ -222,7 +266,41 @@ impl<'s> Task<'s> {
             xff_done,
             peer: conn.peer,
             restarts_exhausted: false,
+            handling: Handling::None,
+            grace: false,
         }
+    }
+
+    /// The state machine, from `vcl_recv` to a response (or a pipe).
+    async fn steps(&mut self, stream: &mut TcpStream) -> (Done, Option<Sent>) {
+        let mut step = Step::Recv;
+        for _ in 0..MAX_STEPS {
+            let go = match step {
+                Step::Recv => self.recv(),
+                Step::Lookup { purge } => self.lookup(stream, purge).await,
+                Step::Pass => self.pass(stream).await,
+                Step::Pipe => self.pipe(),
+                Step::Synth(status, reason) => self.synth(stream, status, reason).await,
+                Step::Restart => self.restart(),
+                Step::Fail => {
+                    self.keep_alive = false;
+                    Step::Synth(503, Some(Bytes::from_static(b"VCL failed"))).into()
+                }
+            };
+            match go {
+                Go::Step(s) => step = s,
+                Go::Wrote(s) => return (Done::Next(s.next), Some(s)),
+                Go::Done(d) => return (d, None),
+            }
+        }
+        let xid = self.xid;
+        crate::logs::emit(
+            "VCL_Error",
+            format!("VCL_Error {xid} request exceeded {MAX_STEPS} steps"),
+        );
+        let s =
+            deliver::send_plain(self.shard, stream, 503, "Service Unavailable", xid, false).await;
+        (Done::Next(s.next), Some(s))
     }
 
     fn req(&self) -> &ReqCtx {
@@ -277,7 +355,10 @@ impl<'s> Task<'s> {
         // As Varnish: count it, then refuse past the limit (vcl_synth sees max_restarts + 1).
         req.restarts = req.restarts.saturating_add(1);
         if u64::from(req.restarts) > max {
-            eprintln!("VCL_Error {} Too many restarts", self.xid);
+            crate::logs::emit(
+                "VCL_Error",
+                format!("VCL_Error {} Too many restarts", self.xid),
+            );
             self.restarts_exhausted = true;
             return Step::Synth(503, None).into();
         }
@@ -300,7 +381,6 @@ impl<'s> Task<'s> {
             return Self::common(self.call(Sub::Purge)).into();
         }
         if self.req().hash_always_miss {
-            shard.counters().inc(C::cache_miss);
             return self.miss(stream, key, None, None).await;
         }
         let reply = {
@@ -309,45 +389,45 @@ impl<'s> Task<'s> {
         };
         self.ctx.now = unix_now();
         let c = shard.counters();
+        // As Varnish: hits count when vcl_hit delivers or passes, misses when vcl_miss
+        // fetches; hit-for-miss and hit-for-pass count at the lookup.
         match reply {
-            Reply::Hit(obj, hits) => {
-                c.inc(C::cache_hit);
-                self.hit(stream, key, obj, hits, None).await
-            }
+            Reply::Hit(obj, hits) => self.hit(stream, key, obj, hits, None, false).await,
             Reply::Grace {
                 stale,
                 bgfetch,
                 hits,
             } => {
-                c.inc(C::cache_hit);
-                c.inc(C::cache_hit_grace);
                 let guard = bgfetch.then(|| BusyGuard::new(shard.clone(), key.clone()));
-                self.hit(stream, key, stale, hits, guard).await
+                self.hit(stream, key, stale, hits, guard, true).await
             }
             Reply::Miss(kept) => {
-                c.inc(C::cache_miss);
                 let guard = BusyGuard::new(shard.clone(), key.clone());
                 self.miss(stream, key, Some(guard), kept).await
             }
             Reply::HitMiss => {
                 c.inc(C::cache_hitmiss);
-                c.inc(C::cache_miss);
                 self.miss(stream, key, None, None).await
             }
             Reply::HitPass => {
                 c.inc(C::cache_hitpass);
                 Step::Pass.into()
             }
-            Reply::Overloaded => done(
+            Reply::Overloaded => wrote(
                 deliver::send_plain(shard, stream, 503, "Service Unavailable", self.xid, false)
                     .await,
             ),
-            Reply::Failed(obj) => self.deliver_obj(stream, obj, 0, false).await,
+            Reply::Failed(obj) => {
+                // The fetch this request waited on failed: its error object, as a miss.
+                self.handling = Handling::Miss;
+                self.deliver_obj(stream, obj, 0, false).await
+            }
         }
     }
 
-    /// `vcl_hit` on a fresh or graced object. `bg`: this request holds the key's busy flag for
-    /// a background refresh (a graced object) and must start it if the object is delivered.
+    /// `vcl_hit` on a fresh or graced (`grace`) object. `bg`: this request holds the key's
+    /// busy flag for a background refresh (a graced object) and must start it if the object is
+    /// delivered.
     async fn hit(
         &mut self,
         stream: &mut TcpStream,
@@ -355,23 +435,31 @@ impl<'s> Task<'s> {
         obj: Arc<Object>,
         hits: u64,
         bg: Option<BusyGuard>,
+        grace: bool,
     ) -> Go {
         self.ctx.obj = Some(ObjView {
             obj: obj.clone(),
             hits,
         });
+        self.handling = Handling::Hit;
         match self.call(Sub::Hit) {
             Ok(Outcome::Deliver) => {
+                let c = self.shard.counters();
+                c.inc(C::cache_hit);
+                if grace {
+                    c.inc(C::cache_hit_grace);
+                    self.grace = true;
+                }
                 if let Some(guard) = bg {
                     self.spawn_background(key, guard);
                 }
                 self.deliver_obj(stream, obj, hits, true).await
             }
-            Ok(Outcome::Miss) => {
-                self.shard.counters().inc(C::cache_miss);
-                self.miss(stream, key, bg, None).await
+            Ok(Outcome::Miss) => self.miss(stream, key, bg, None).await,
+            Ok(Outcome::Pass { .. }) => {
+                self.shard.counters().inc(C::cache_hit);
+                Step::Pass.into()
             }
-            Ok(Outcome::Pass { .. }) => Step::Pass.into(),
             other => Self::common(other).into(),
         }
     }
@@ -409,11 +497,13 @@ impl<'s> Task<'s> {
         kept: Option<Arc<Object>>,
     ) -> Go {
         self.ctx.obj = None;
+        self.handling = Handling::Miss;
         match self.call(Sub::Miss) {
             Ok(Outcome::Fetch) => {}
             Ok(Outcome::Pass { .. }) => return Step::Pass.into(),
             other => return Self::common(other).into(),
         }
+        self.shard.counters().inc(C::cache_miss);
         self.shard.counters().inc(C::s_fetch);
         let bereq = self.bereq(true, kept.as_deref());
         let mode = FetchMode::Miss { key, guard, kept };
@@ -436,11 +526,13 @@ impl<'s> Task<'s> {
     /// `vcl_pass`, then a pass fetch.
     async fn pass(&mut self, stream: &mut TcpStream) -> Go {
         self.ctx.obj = None;
+        self.handling = Handling::Pass;
         match self.call(Sub::Pass) {
             Ok(Outcome::Fetch) => {}
             other => return Self::common(other).into(),
         }
         self.shard.counters().inc(C::s_pass);
+        self.shard.counters().inc(C::s_fetch);
         let bereq = self.bereq(false, None);
         let outcome = {
             let r = FetchReq {
@@ -523,7 +615,7 @@ impl<'s> Task<'s> {
                     let ci = self.client();
                     let req_headers = &self.req().headers;
                     let now = self.ctx.now;
-                    done(
+                    wrote(
                         deliver::write_obj(
                             self.shard,
                             stream,
@@ -556,7 +648,7 @@ impl<'s> Task<'s> {
                 };
                 let ci = self.client();
                 let req_headers = &self.req().headers;
-                done(
+                wrote(
                     deliver::write_resp(
                         self.shard,
                         stream,
@@ -575,6 +667,7 @@ impl<'s> Task<'s> {
     /// `vcl_deliver` for a streamed backend response, then stream it.
     async fn deliver_stream(&mut self, stream: &mut TcpStream, s: fetch_fsm::Streamed) -> Go {
         let features = self.run.vcl.features;
+        let slot = s.in_use.slot();
         self.ctx.obj = if features.deliver_uses_obj {
             let (head, headers) = Object::build_head_and_headers(s.status, &s.reason, &s.headers);
             Some(ObjView {
@@ -606,7 +699,7 @@ impl<'s> Task<'s> {
                         xid: self.xid,
                         age: s.age,
                     };
-                    done(
+                    wrote(
                         deliver::write_stream(
                             self.shard,
                             stream,
@@ -618,6 +711,7 @@ impl<'s> Task<'s> {
                             s.f,
                             s.addr,
                             self.xid,
+                            slot,
                         )
                         .await,
                     )
@@ -640,7 +734,7 @@ impl<'s> Task<'s> {
                 let Some(resp) = self.ctx.resp.take() else {
                     return Step::Fail.into();
                 };
-                done(
+                wrote(
                     deliver::write_stream(
                         self.shard,
                         stream,
@@ -652,6 +746,7 @@ impl<'s> Task<'s> {
                         s.f,
                         s.addr,
                         self.xid,
+                        slot,
                     )
                     .await,
                 )
@@ -664,6 +759,7 @@ impl<'s> Task<'s> {
     async fn synth(&mut self, stream: &mut TcpStream, status: u16, reason: Option<Bytes>) -> Go {
         let shard = self.shard;
         shard.counters().inc(C::s_synth);
+        self.handling = Handling::Synth;
         let reason = reason.unwrap_or_else(|| {
             let s = if status > 999 { status % 1000 } else { status };
             Bytes::from_static(crate::http::status::reason_phrase(s).as_bytes())
@@ -694,7 +790,7 @@ impl<'s> Task<'s> {
         };
         if !deliver {
             // vcl_synth itself failed: a bare 500, and the connection ends (Varnish does too).
-            return done(
+            return wrote(
                 deliver::send_plain(shard, stream, 500, "Internal Server Error", self.xid, false)
                     .await,
             );
@@ -705,11 +801,13 @@ impl<'s> Task<'s> {
         let body = Bytes::from(std::mem::take(&mut self.ctx.body));
         let ci = self.client();
         let req_headers = &self.req().headers;
-        done(deliver::write_resp(shard, stream, &ci, req_headers, &resp, body).await)
+        wrote(deliver::write_resp(shard, stream, &ci, req_headers, &resp, body).await)
     }
 
     /// `vcl_pipe`: on `pipe`, hand the connection to the tunnel.
     fn pipe(&mut self) -> Go {
+        self.shard.counters().inc(C::s_pipe);
+        self.handling = Handling::Pipe;
         let mut bereq = self.bereq(false, None);
         bereq.headers.remove("connection");
         bereq.headers.append(
@@ -735,13 +833,15 @@ impl<'s> Task<'s> {
         };
         let target = bereq.backend.and_then(|b| self.run.resolve(b, &site));
         let Some(be) = target.and_then(|id| self.run.vcl.backends.get(id)) else {
-            eprintln!("FetchError {} pipe: no healthy backend", self.xid);
+            self.shard.count_unresolved(self.run, bereq.backend);
+            let line = format!("FetchError {} pipe: no healthy backend", self.xid);
+            crate::logs::emit("FetchError", line);
             return Step::Synth(503, None).into();
         };
         let Some(addr) = be.addr else {
             return Step::Synth(503, None).into();
         };
-        self.shard.counters().inc(C::s_pipe);
+
         let wire = fetch_fsm::serialize_bereq(
             &bereq,
             &be.host_header,

@@ -216,7 +216,10 @@ async fn run_pipe(shard: &Shard, mut conn: Conn, p: PipeRequest, xid: u64) {
     let mut backend = match why {
         Ok(s) => s,
         Err(why) => {
-            eprintln!("FetchError {xid} pipe: connect to {} {why}", p.addr);
+            crate::logs::emit(
+                "FetchError",
+                format!("FetchError {xid} pipe: connect to {} {why}", p.addr),
+            );
             shard.counters().inc(C::backend_fail);
             let _ = deliver::send_plain(
                 shard,

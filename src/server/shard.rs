@@ -236,9 +236,8 @@ impl Shard {
                 }
                 other => return self.to_reply(other, key, headers, now),
             };
-            let r = rx.await.unwrap_or(Reply::Overloaded);
-            self.counters().inc(C::busy_wakeup);
-            return r;
+            // Woken by the owner (counted there, as each parked lookup leaves the list).
+            return rx.await.unwrap_or(Reply::Overloaded);
         }
         self.counters().inc(C::shard_hop);
         let (tx, rx) = oneshot::channel();
@@ -304,6 +303,7 @@ impl Shard {
     pub fn handle(&self, msg: ShardMsg) {
         match msg {
             ShardMsg::Lookup(p) => {
+                self.counters().inc(C::shard_hop_answered);
                 // The common case answers at once; the work list (and its allocation) is only
                 // needed when a dropped requester hands back a busy flag.
                 let mut more = VecDeque::new();
@@ -328,11 +328,13 @@ impl Shard {
             self.store.borrow_mut().insert_unbusy(key, obj, now)
         };
         self.update_gauges();
+        self.counters().add(C::busy_wakeup, waiters.len() as u64);
         self.rush(waiters.into());
     }
 
     fn owner_unbusy(&self, key: &CacheKey, error: Option<Arc<Object>>) {
         let waiters = self.store.borrow_mut().unbusy(key);
+        self.counters().add(C::busy_wakeup, waiters.len() as u64);
         match error {
             Some(err) => {
                 for w in waiters {
@@ -376,6 +378,7 @@ impl Shard {
         let grants = reply.grants_busy();
         if p.reply.send(reply).is_err() && grants {
             let waiters = self.store.borrow_mut().unbusy(&p.key);
+            self.counters().add(C::busy_wakeup, waiters.len() as u64);
             more.extend(waiters);
         }
     }
@@ -401,6 +404,16 @@ impl Shard {
         self.store.borrow_mut().expire(now, 1000);
         self.pool.borrow_mut().sweep(Instant::now());
         self.update_gauges();
+        self.counters().set(C::sess_open, self.conns.get());
+        // VBE.conn: this shard's fetches in flight per slot it ever fetched from.
+        let vbe = self.shared.stats.vbe_shard(self.id);
+        for slot in vbe.allocated() {
+            let n = u64::from(self.in_use.get(slot));
+            let v = vbe.slot(slot);
+            if v.get(crate::stats::Vbe::conn) != n {
+                v.set(crate::stats::Vbe::conn, n);
+            }
+        }
     }
 
     fn update_gauges(&self) {

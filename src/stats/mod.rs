@@ -3,25 +3,39 @@
 //! Why this shape: a shard is the only writer of its own counters, so an increment is a relaxed
 //! load and store on a cache line no other core writes (no `lock` prefix, no sharing); readers on
 //! the control plane sum every shard's copy. The `counters!` table is the single declaration of
-//! each counter's name, kind and description, in Varnish's `MAIN.*` names where the meaning is the
-//! same, so `varnishstat` habits carry over.
+//! each counter's name, kind, format, scope and description, in Varnish's `MAIN.*` names where
+//! the meaning is the same, so `varnishstat` habits (and dashboards) carry over.
+//!
+//! Three families come from the shards: `MAIN.*` (this table, summed), `SHARD.<n>.*` (the rows
+//! of this table marked `shard`, one shard's own value: per-core load) and `VBE.<vcl>.<backend>.*`
+//! (`vbe`, per backend slot). Rows marked `plane` are the control plane's (uptime, loaded VCLs,
+//! backends, log drops) and read there. `view` puts all of them, with `POLLER.*`, into one list
+//! of readings that `stat` and the Prometheus endpoint (`prometheus`) print.
+
+pub mod prometheus;
+pub mod vbe;
+pub mod view;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// What a counter measures (Varnish's `flag`: c counter, g gauge).
+pub use vbe::Vbe;
+
+/// What a counter measures (Varnish's `flag`: c counter, g gauge, b bitmap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CounterKind {
     Counter,
     Gauge,
+    Bitmap,
 }
 
-/// How a counter's value reads (Varnish's `format`: i integer, B bytes, d duration).
+/// How a counter's value reads (Varnish's `format`: i integer, B bytes, d duration, b bitmap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Integer,
     Bytes,
     /// Seconds.
     Duration,
+    Bitmap,
 }
 
 impl Format {
@@ -31,6 +45,7 @@ impl Format {
             Format::Integer => 'i',
             Format::Bytes => 'B',
             Format::Duration => 'd',
+            Format::Bitmap => 'b',
         }
     }
 }
@@ -41,94 +56,152 @@ impl CounterKind {
         match self {
             CounterKind::Counter => 'c',
             CounterKind::Gauge => 'g',
+            CounterKind::Bitmap => 'b',
         }
     }
 }
 
-/// One row of the counter table.
+/// Where a counter is shown and who keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Kept by the shards, shown summed (`MAIN.x`).
+    Main,
+    /// Kept by the shards, shown summed and per shard (`MAIN.x` and `SHARD.<n>.x`).
+    MainAndShard,
+    /// Kept by the shards, shown per shard only (`SHARD.<n>.x`).
+    ShardOnly,
+    /// The control plane's value (`MAIN.x`); the shards' slot for it stays 0.
+    Plane,
+}
+
+impl Scope {
+    pub fn main(self) -> bool {
+        self != Scope::ShardOnly
+    }
+
+    pub fn shard(self) -> bool {
+        matches!(self, Scope::MainAndShard | Scope::ShardOnly)
+    }
+}
+
+/// One row of a counter table.
 #[derive(Debug)]
 pub struct CounterDef {
-    pub name: &'static str,
+    /// The name without its group (`cache_hit`).
+    pub field: &'static str,
     pub kind: CounterKind,
     pub format: Format,
+    pub scope: Scope,
     pub description: &'static str,
 }
 
 macro_rules! format_or_integer {
     () => {
-        Format::Integer
+        $crate::stats::Format::Integer
     };
     ($f:ident) => {
-        Format::$f
+        $crate::stats::Format::$f
     };
 }
 
+macro_rules! scope_of {
+    () => {
+        $crate::stats::Scope::Main
+    };
+    (shard) => {
+        $crate::stats::Scope::MainAndShard
+    };
+    (shard_only) => {
+        $crate::stats::Scope::ShardOnly
+    };
+    (plane) => {
+        $crate::stats::Scope::Plane
+    };
+}
+
+/// `counters!(Enum, TABLE { name: Kind(Format) [scope], "description"; ... })`: the index
+/// enum and the table, in declaration order.
 macro_rules! counters {
-    ($( $name:ident : $kind:ident $(($fmt:ident))?, $desc:literal; )*) => {
+    ($enum:ident, $table:ident {
+        $( $name:ident : $kind:ident $(($fmt:ident))? $([$scope:ident])?, $desc:literal; )*
+    }) => {
         /// Index of each counter in a shard's counter array.
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         #[repr(usize)]
-        pub enum C { $( $name, )* }
+        pub enum $enum { $( $name, )* }
 
         /// The table, in declaration order.
-        pub static TABLE: &[CounterDef] = &[ $( CounterDef {
-            name: concat!("MAIN.", stringify!($name)),
-            kind: CounterKind::$kind,
-            format: format_or_integer!($($fmt)?),
+        pub static $table: &[$crate::stats::CounterDef] = &[ $( $crate::stats::CounterDef {
+            field: stringify!($name),
+            kind: $crate::stats::CounterKind::$kind,
+            format: $crate::stats::format_or_integer!($($fmt)?),
+            scope: $crate::stats::scope_of!($($scope)?),
             description: $desc,
         }, )* ];
     };
 }
+pub(crate) use {counters, format_or_integer, scope_of};
 
-counters! {
-    sess_conn: Counter, "Sessions accepted";
+counters!(C, TABLE {
+    uptime: Counter(Duration) [plane], "Process uptime";
+    sess_conn: Counter [shard], "Sessions accepted";
     sess_dropped: Counter, "Sessions refused because client_conn_max was reached";
     sess_closed_err: Counter, "Sessions closed for a client error (bad request, timeout)";
-    client_req: Counter, "Good client requests received";
+    sess_open: Gauge [shard_only], "Client connections open";
     client_req_400: Counter, "Client requests refused as malformed (4xx/5xx before processing)";
-    cache_hit: Counter, "Cache hits (including grace hits)";
+    client_req: Counter [shard], "Good client requests received";
+    cache_hit: Counter [shard], "Cache hits (including grace hits)";
     cache_hit_grace: Counter, "Cache grace hits (stale objects delivered)";
     cache_hitpass: Counter, "Cache hits for pass";
     cache_hitmiss: Counter, "Cache hits for miss";
-    cache_miss: Counter, "Cache misses";
+    cache_miss: Counter [shard], "Cache misses";
     backend_conn: Counter, "Backend connections opened";
+    backend_unhealthy: Counter, "Backend fetches not attempted: backend unhealthy";
+    backend_busy: Counter, "Backend fetches not attempted: max_connections reached";
+    backend_fail: Counter, "Backend connections failed";
     backend_reuse: Counter, "Backend connections reused from a pool";
     backend_recycle: Counter, "Backend connections returned to a pool";
     backend_retry: Counter, "Backend requests retried on a fresh connection";
-    backend_fail: Counter, "Backend connections failed";
-    backend_req: Counter, "Backend requests sent";
     fetch_head: Counter, "Fetches with no body (HEAD)";
     fetch_length: Counter, "Fetches with a Content-Length body";
     fetch_chunked: Counter, "Fetches with a chunked body";
     fetch_eof: Counter, "Fetches with a read-until-close body";
-    fetch_none: Counter, "Fetches with no body (1xx, 204, 304)";
+    fetch_none: Counter, "Fetches with an empty body";
+    fetch_204: Counter, "Fetches with no body (204)";
+    fetch_304: Counter, "Fetches with no body (304)";
     fetch_failed: Counter, "Fetches failed";
     busy_sleep: Counter, "Requests sent to sleep on a busy object";
     busy_wakeup: Counter, "Requests woken after sleeping on a busy object";
     busy_killed: Counter, "Requests refused because the waiting list was full";
-    n_object: Gauge, "Objects in the cache";
+    n_object: Gauge [shard], "Objects in the cache";
+    n_backend: Gauge [plane], "Backends of the loaded VCLs";
     n_expired: Counter, "Objects expired";
     n_lru_nuked: Counter, "Objects evicted to make room";
-    s_pass: Counter, "Passed requests";
-    s_synth: Counter, "Synthetic responses made";
     s_pipe: Counter, "Piped sessions (return (pipe))";
-    s_pipe_in: Counter(Bytes), "Bytes piped from clients to backends";
-    s_pipe_out: Counter(Bytes), "Bytes piped from backends to clients";
-    n_purges: Counter, "Purges executed (return (purge))";
-    n_obj_purged: Counter, "Objects and variants removed by purges";
-    vcl_fail: Counter, "VCL failures (return (fail), runtime errors): answered with 503";
-    s_restart: Counter, "Requests restarted by VCL (return (restart))";
-    fetch_retry: Counter, "Backend fetches retried by VCL (return (retry))";
-    s_fetch: Counter, "Backend fetches";
+    s_pass: Counter, "Passed requests";
+    s_fetch: Counter, "Backend fetches (misses, passes and background fetches)";
     s_bgfetch: Counter, "Background fetches";
+    s_synth: Counter, "Synthetic responses made";
     s_req_hdrbytes: Counter(Bytes), "Request header bytes received";
     s_req_bodybytes: Counter(Bytes), "Request body bytes received";
     s_resp_hdrbytes: Counter(Bytes), "Response header bytes sent";
     s_resp_bodybytes: Counter(Bytes), "Response body bytes sent";
-    storage_bytes: Gauge(Bytes), "Bytes of cache storage in use";
-    shard_hop: Counter, "Lookups sent to another shard (cross-shard hops)";
-}
+    s_pipe_in: Counter(Bytes), "Bytes piped from clients to backends";
+    s_pipe_out: Counter(Bytes), "Bytes piped from backends to clients";
+    backend_req: Counter, "Backend requests sent";
+    n_vcl: Gauge [plane], "Loaded VCLs";
+    vcl_fail: Counter, "VCL failures (return (fail), runtime errors): answered with 503";
+    n_purges: Counter, "Purges executed (return (purge))";
+    n_obj_purged: Counter, "Objects and variants removed by purges";
+    s_restart: Counter, "Requests restarted by VCL (return (restart))";
+    fetch_retry: Counter, "Backend fetches retried by VCL (return (retry))";
+    storage_bytes: Gauge(Bytes) [shard], "Bytes of cache storage in use";
+    shard_hop: Counter [shard], "Lookups sent to another shard (cross-shard hops)";
+    shard_hop_answered: Counter [shard_only], "Lookups answered for another shard";
+    log_dropped: Counter [plane], "Log lines dropped because the log writer was behind";
+    access_log_dropped: Counter [plane], "Access log lines dropped because the writer was behind";
+});
 
 /// Number of counters.
 pub const N: usize = TABLE.len();
@@ -175,22 +248,38 @@ impl ShardCounters {
     }
 }
 
-/// Every shard's counters; readers sum them.
+/// Every shard's counters (MAIN and VBE); readers sum them.
 pub struct Stats {
     shards: Box<[ShardCounters]>,
+    vbe: vbe::VbeStats,
 }
 
 impl Stats {
     pub fn new(shards: usize) -> Stats {
+        let n = shards.max(1);
         Stats {
-            shards: (0..shards.max(1))
-                .map(|_| ShardCounters::default())
-                .collect(),
+            shards: (0..n).map(|_| ShardCounters::default()).collect(),
+            vbe: vbe::VbeStats::new(n),
         }
+    }
+
+    /// How many shards keep counters.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
     pub fn shard(&self, i: usize) -> &ShardCounters {
         &self.shards[i]
+    }
+
+    /// Shard `i`'s per-backend counters.
+    pub fn vbe_shard(&self, i: usize) -> &vbe::VbeShard {
+        self.vbe.shard(i)
+    }
+
+    /// The per-backend counters, summed on read.
+    pub fn vbe(&self) -> &vbe::VbeStats {
+        &self.vbe
     }
 
     /// Sum of one counter over all shards.
@@ -198,7 +287,7 @@ impl Stats {
         self.shards.iter().map(|s| s.get(c)).sum()
     }
 
-    /// Every counter summed over shards, in table order.
+    /// Every counter summed over shards, in table order (`plane` rows read 0 here).
     pub fn snapshot(&self) -> Vec<(&'static CounterDef, u64)> {
         TABLE
             .iter()
@@ -208,9 +297,31 @@ impl Stats {
     }
 }
 
+/// The `fetch_*` counter of a backend response, by Varnish's rules (`V1F_FetchRespHdr`): the
+/// request's method first (HEAD), then the status (204, 304), then the body's framing.
+pub fn fetch_kind(
+    head_request: bool,
+    status: u16,
+    framing: &crate::http::request::BodyFraming,
+) -> C {
+    use crate::http::request::BodyFraming;
+    if head_request {
+        return C::fetch_head;
+    }
+    match (status, framing) {
+        (204, _) => C::fetch_204,
+        (304, _) => C::fetch_304,
+        (_, BodyFraming::Chunked) => C::fetch_chunked,
+        (_, BodyFraming::Length(n)) if *n > 0 => C::fetch_length,
+        (_, BodyFraming::UntilClose) => C::fetch_eof,
+        _ => C::fetch_none,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::request::BodyFraming;
 
     #[test]
     fn per_shard_counters_sum_on_read() {
@@ -224,28 +335,56 @@ mod tests {
         assert_eq!(snap.len(), N);
         let hit = snap
             .iter()
-            .find(|(d, _)| d.name == "MAIN.cache_hit")
+            .find(|(d, _)| d.field == "cache_hit")
             .map(|(_, v)| *v);
         assert_eq!(hit, Some(5));
         s.shard(1).set(C::n_object, 7);
         assert_eq!(s.total(C::n_object), 7);
+        assert_eq!(s.shard_count(), 3);
     }
 
     #[test]
     fn byte_counters_say_so() {
         for d in TABLE {
-            let bytes = d.name.ends_with("bytes") || d.name.starts_with("MAIN.s_pipe_");
-            assert_eq!(d.format == Format::Bytes, bytes, "{}", d.name);
+            let bytes = d.field.ends_with("bytes") || d.field.starts_with("s_pipe_");
+            assert_eq!(d.format == Format::Bytes, bytes, "{}", d.field);
         }
         assert_eq!(Format::Bytes.letter(), 'B');
         assert_eq!(CounterKind::Gauge.letter(), 'g');
+        assert_eq!(CounterKind::Bitmap.letter(), 'b');
+        assert_eq!(Format::Bitmap.letter(), 'b');
     }
 
     #[test]
-    fn names_are_unique() {
-        let mut names: Vec<_> = TABLE.iter().map(|d| d.name).collect();
+    fn names_are_unique_and_scoped() {
+        let mut names: Vec<_> = TABLE.iter().map(|d| d.field).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), N);
+        assert_eq!(TABLE[0].field, "uptime", "MAIN.uptime comes first");
+        assert_eq!(TABLE[C::uptime as usize].scope, Scope::Plane);
+        assert!(!Scope::ShardOnly.main() && Scope::ShardOnly.shard());
+        assert!(Scope::MainAndShard.main() && Scope::MainAndShard.shard());
+        assert!(Scope::Plane.main() && !Scope::Plane.shard());
+        // The enum and the table agree.
+        assert_eq!(TABLE[C::cache_miss as usize].field, "cache_miss");
+        assert_eq!(
+            TABLE[C::access_log_dropped as usize].field,
+            "access_log_dropped"
+        );
+    }
+
+    #[test]
+    fn fetch_kinds_follow_varnish() {
+        let k = |head, status, f: BodyFraming| fetch_kind(head, status, &f);
+        assert_eq!(k(true, 200, BodyFraming::None), C::fetch_head);
+        assert_eq!(k(true, 204, BodyFraming::None), C::fetch_head);
+        assert_eq!(k(false, 204, BodyFraming::None), C::fetch_204);
+        assert_eq!(k(false, 304, BodyFraming::None), C::fetch_304);
+        assert_eq!(k(false, 200, BodyFraming::Length(5)), C::fetch_length);
+        assert_eq!(k(false, 200, BodyFraming::Length(0)), C::fetch_none);
+        assert_eq!(k(false, 200, BodyFraming::Chunked), C::fetch_chunked);
+        assert_eq!(k(false, 200, BodyFraming::UntilClose), C::fetch_eof);
+        assert_eq!(k(false, 200, BodyFraming::None), C::fetch_none);
     }
 }
