@@ -15,6 +15,18 @@ use crate::vcl::exec::BackendRef;
 use super::env::Running;
 use super::shard::Shard;
 
+/// The `VBE.fail_*` counter of a failed connect's errno (Varnish's `VBE_Connect_Error`).
+pub fn connect_failure(errno: Option<i32>) -> Vbe {
+    match errno {
+        Some(libc::EACCES) | Some(libc::EPERM) => Vbe::fail_eacces,
+        Some(libc::EADDRNOTAVAIL) => Vbe::fail_eaddrnotavail,
+        Some(libc::ECONNREFUSED) => Vbe::fail_econnrefused,
+        Some(libc::ENETUNREACH) => Vbe::fail_enetunreach,
+        Some(libc::ETIMEDOUT) => Vbe::fail_etimedout,
+        _ => Vbe::fail_other,
+    }
+}
+
 impl Shard {
     /// This shard's counters of backend slot `slot` (`VBE.<vcl>.<backend>.*`); for hooks such
     /// as `shard.vbe(slot).inc(Vbe::busy)`.
@@ -39,9 +51,19 @@ impl Shard {
         }
     }
 
-    /// A backend request goes out to slot `slot`: `VBE.req` and its bytes (`wire_len` in all,
-    /// `body_len` of them the body).
-    pub fn count_bereq(&self, slot: usize, wire_len: usize, body_len: usize) {
+    /// A backend request to slot `slot` ended as `r`: unless no connection could be had, it
+    /// went out (`MAIN.backend_req`, `VBE.req`) with its bytes (`(wire, body)`: in all, and
+    /// of them the body).
+    pub fn count_bereq<T>(
+        &self,
+        slot: usize,
+        r: &Result<T, FetchError>,
+        (wire_len, body_len): (usize, usize),
+    ) {
+        if matches!(r, Err(FetchError::Connect(_) | FetchError::ConnectTimeout)) {
+            return;
+        }
+        self.counters().inc(C::backend_req);
         let v = self.vbe(slot);
         v.inc(Vbe::req);
         v.add(
@@ -52,11 +74,17 @@ impl Shard {
     }
 
     /// A fetch to slot `slot` failed before a response: a connection that could not be opened
-    /// is `VBE.fail` (`MAIN.backend_fail` is counted where the connect failed).
+    /// is `VBE.fail` and one of its `fail_*` reasons (`MAIN.backend_fail` is counted where the
+    /// connect failed).
     pub fn count_fetch_error(&self, slot: usize, e: &FetchError) {
-        if matches!(e, FetchError::Connect(_) | FetchError::ConnectTimeout) {
-            self.vbe(slot).inc(Vbe::fail);
-        }
+        let why = match e {
+            FetchError::ConnectTimeout => Vbe::fail_etimedout,
+            FetchError::Connect(io) => connect_failure(io.raw_os_error()),
+            _ => return,
+        };
+        let v = self.vbe(slot);
+        v.inc(Vbe::fail);
+        v.inc(why);
     }
 
     /// A response head arrived from slot `slot`: its `fetch_*` counter (as Varnish counts it
@@ -77,5 +105,30 @@ impl Shard {
     pub fn counted_body(&self, slot: usize, body: Bytes) -> Bytes {
         self.count_beresp_body(slot, body.len() as u64);
         body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_map_to_varnish_fail_counters() {
+        assert_eq!(
+            connect_failure(Some(libc::ECONNREFUSED)),
+            Vbe::fail_econnrefused
+        );
+        assert_eq!(connect_failure(Some(libc::EPERM)), Vbe::fail_eacces);
+        assert_eq!(connect_failure(Some(libc::ETIMEDOUT)), Vbe::fail_etimedout);
+        assert_eq!(
+            connect_failure(Some(libc::ENETUNREACH)),
+            Vbe::fail_enetunreach
+        );
+        assert_eq!(
+            connect_failure(Some(libc::EADDRNOTAVAIL)),
+            Vbe::fail_eaddrnotavail
+        );
+        assert_eq!(connect_failure(Some(libc::EIO)), Vbe::fail_other);
+        assert_eq!(connect_failure(None), Vbe::fail_other);
     }
 }

@@ -299,9 +299,8 @@ async fn send(
         method,
         b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
     ) || !send_body;
-    shard.counters().inc(C::backend_req);
-    shard.count_bereq(be.slot, wire.len(), if send_body { body.len() } else { 0 });
-    fetch::fetch(
+    let sizes = (wire.len(), if send_body { body.len() } else { 0 });
+    let r = fetch::fetch(
         &shard.pool,
         shard.counters(),
         addr,
@@ -310,7 +309,9 @@ async fn send(
         retryable,
         &limits,
     )
-    .await
+    .await;
+    shard.count_bereq(be.slot, &r, sizes);
+    r
 }
 
 /// The backend request on the wire: request line, `bereq.http`, `Host` from the backend when

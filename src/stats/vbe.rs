@@ -29,7 +29,13 @@ crate::stats::counters!(Vbe, VBE_TABLE {
     req: Counter, "Backend requests sent";
     unhealthy: Counter, "Fetches not attempted: backend unhealthy";
     busy: Counter, "Fetches not attempted: max_connections reached";
-    fail: Counter, "Connections failed";
+    fail: Counter, "Connections failed (the sum of the fail_* counters)";
+    fail_eacces: Counter, "Connections failed with EACCES or EPERM";
+    fail_eaddrnotavail: Counter, "Connections failed with EADDRNOTAVAIL";
+    fail_econnrefused: Counter, "Connections failed with ECONNREFUSED";
+    fail_enetunreach: Counter, "Connections failed with ENETUNREACH";
+    fail_etimedout: Counter, "Connections failed with ETIMEDOUT (or connect_timeout)";
+    fail_other: Counter, "Connections failed for another reason";
     helddown: Counter, "Connection opens not attempted during a holddown";
 });
 
@@ -232,6 +238,9 @@ mod tests {
             "unhealthy",
             "busy",
             "fail",
+            "fail_econnrefused",
+            "fail_etimedout",
+            "fail_other",
             "helddown",
         ] {
             assert!(names.contains(&want), "{want}");
