@@ -1299,3 +1299,106 @@ fn access_log_is_flushed_without_more_traffic() {
         "{lines:?}"
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// The live view
+// ------------------------------------------------------------------------------------------
+
+// Goal: `ringcache stat` without -1/-j on a terminal draws the live view (alternate screen,
+// header with uptime and hit rate, NAME CURRENT CHANGE AVERAGE columns), redraws it every
+// second, quits on `q` with status 0 and leaves the terminal as it found it.
+// Method: a pseudo-terminal made here (openpty) is the client's stdin and stdout.
+#[test]
+fn live_stat_view_on_a_terminal() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let o = Origin::fixed("x", &[("Cache-Control", "max-age=60")]);
+    let s = Server::for_origin(&o, 1, &[]);
+    for _ in 0..2 {
+        assert_eq!(get(s.addr(), "/", &[]).status, 200);
+    }
+    let (mut master, mut slave) = (-1, -1);
+    let ws = libc::winsize {
+        ws_row: 40,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes the two descriptors into the ints we pass and reads `ws`; all
+    // outlive the call; the name and termios arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened by openpty and are owned by nothing else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut term_in = std::fs::File::from(master.try_clone().expect("dup"));
+    let term_out = std::fs::File::from(master);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
+        .args(["stat", "-T", &s.admin_addr().to_string()])
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ringcache stat");
+    let screen = Arc::new(Mutex::new(String::new()));
+    let sc = screen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut f = term_out;
+        let mut buf = [0u8; 4096];
+        for _ in 0..100_000 {
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sc
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    });
+    let frames = |t: &str| t.matches("\x1b[H\x1b[2J").count();
+    let two = wait_until(Duration::from_secs(10), || {
+        frames(&screen.lock().unwrap()) >= 2
+    });
+    let text = screen.lock().unwrap().clone();
+    assert!(two, "no second frame: {text:?}");
+    assert!(text.starts_with("\x1b[?1049h\x1b[?25l"), "{text:?}");
+    assert!(text.contains("ringcache stat "), "{text:?}");
+    assert!(text.contains("Hit rate: since start 50.00%"), "{text:?}");
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("NAME "))
+        .expect("header");
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "CURRENT", "CHANGE", "AVERAGE"]
+    );
+    let hit = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("MAIN.cache_hit "))
+        .expect("cache_hit line");
+    let cols: Vec<&str> = hit.split_whitespace().collect();
+    assert_eq!(cols[..3], ["MAIN.cache_hit", "1", "0.00"], "{hit:?}");
+    term_in.write_all(b"q").expect("press q");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "q did not quit the view");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(term_in);
+    wait_until(Duration::from_secs(2), || {
+        screen.lock().unwrap().contains("\x1b[?1049l")
+    });
+    assert!(screen.lock().unwrap().ends_with("\x1b[?25h\x1b[?1049l"));
+    let _ = reader.join();
+}

@@ -375,6 +375,29 @@ mod tests {
     }
 
     #[test]
+    fn every_counter_is_documented() {
+        let doc = include_str!("../../docs/counters.md");
+        for d in TABLE {
+            let want = match d.scope {
+                Scope::ShardOnly => format!("| `{}` |", d.field),
+                _ => format!("| `MAIN.{}` |", d.field),
+            };
+            assert!(doc.contains(&want), "docs/counters.md lacks {want}");
+            if d.scope.shard() {
+                let row = format!("| `{}` |", d.field);
+                assert!(doc.contains(&row), "docs/counters.md lacks SHARD row {row}");
+            }
+        }
+        for d in vbe::VBE_TABLE {
+            assert!(
+                doc.contains(&format!("`{}`", d.field)),
+                "docs/counters.md lacks VBE field {}",
+                d.field
+            );
+        }
+    }
+
+    #[test]
     fn fetch_kinds_follow_varnish() {
         let k = |head, status, f: BodyFraming| fetch_kind(head, status, &f);
         assert_eq!(k(true, 200, BodyFraming::None), C::fetch_head);
