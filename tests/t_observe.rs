@@ -23,6 +23,7 @@ shard_tests!(
     counters_after_known_traffic,
     prometheus_matches_stat,
     access_log_lines,
+    vbe_conn_counts_fetches_in_flight,
 );
 
 // ------------------------------------------------------------------------------------------
@@ -1401,4 +1402,29 @@ fn live_stat_view_on_a_terminal() {
     });
     assert!(screen.lock().unwrap().ends_with("\x1b[?25h\x1b[?1049l"));
     let _ = reader.join();
+}
+
+// Goal: VBE.<vcl>.<backend>.conn counts a fetch while it is in flight (here the backend's
+// first, so nothing else made its counters yet) and comes back to 0 when it is done.
+fn vbe_conn_counts_fetches_in_flight(cores: usize) {
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r2 = release.clone();
+    let o = Origin::start(move |_, _| {
+        wait_until(Duration::from_secs(20), || {
+            r2.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        Reply::ok("slow")
+    });
+    let s = Server::for_origin(&o, cores, &[]);
+    let a = s.addr();
+    let t = std::thread::spawn(move || get(a, "/slow", &[]).status);
+    let st = wait_stats(s.admin_addr(), &[("VBE.boot.default.conn", 1)]);
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_counters(
+        &st,
+        &[("VBE.boot.default.conn", 1), ("VBE.boot.default.req", 0)],
+    );
+    assert_eq!(t.join().expect("client"), 200);
+    let want = [("VBE.boot.default.conn", 0), ("VBE.boot.default.req", 1)];
+    assert_counters(&wait_stats(s.admin_addr(), &want), &want);
 }

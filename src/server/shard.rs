@@ -405,10 +405,18 @@ impl Shard {
         self.pool.borrow_mut().sweep(Instant::now());
         self.update_gauges();
         self.counters().set(C::sess_open, self.conns.get());
-        // VBE.conn: this shard's fetches in flight per slot it ever fetched from.
+        // VBE.conn: this shard's fetches in flight, per slot it has counters for and per
+        // backend of the active VCL (a first fetch still in flight has no counters yet).
         let vbe = self.shared.stats.vbe_shard(self.id);
-        for slot in vbe.allocated() {
+        let active = self.running.borrow().1.clone();
+        let slots = vbe
+            .allocated()
+            .chain(active.vcl.backends.iter().map(|b| b.slot));
+        for slot in slots {
             let n = u64::from(self.in_use.get(slot));
+            if n == 0 && vbe.peek(slot).is_none() {
+                continue;
+            }
             let v = vbe.slot(slot);
             if v.get(crate::stats::Vbe::conn) != n {
                 v.set(crate::stats::Vbe::conn, n);

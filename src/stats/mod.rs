@@ -286,15 +286,6 @@ impl Stats {
     pub fn total(&self, c: C) -> u64 {
         self.shards.iter().map(|s| s.get(c)).sum()
     }
-
-    /// Every counter summed over shards, in table order (`plane` rows read 0 here).
-    pub fn snapshot(&self) -> Vec<(&'static CounterDef, u64)> {
-        TABLE
-            .iter()
-            .enumerate()
-            .map(|(i, def)| (def, self.shards.iter().map(|s| s.get_index(i)).sum()))
-            .collect()
-    }
 }
 
 /// The `fetch_*` counter of a backend response, by Varnish's rules (`V1F_FetchRespHdr`): the
@@ -331,13 +322,6 @@ mod tests {
         s.shard(1).inc(C::cache_miss);
         assert_eq!(s.total(C::cache_hit), 5);
         assert_eq!(s.total(C::cache_miss), 1);
-        let snap = s.snapshot();
-        assert_eq!(snap.len(), N);
-        let hit = snap
-            .iter()
-            .find(|(d, _)| d.field == "cache_hit")
-            .map(|(_, v)| *v);
-        assert_eq!(hit, Some(5));
         s.shard(1).set(C::n_object, 7);
         assert_eq!(s.total(C::n_object), 7);
         assert_eq!(s.shard_count(), 3);
