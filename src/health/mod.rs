@@ -37,6 +37,9 @@ pub struct Board {
     /// Per slot: when its health last changed (seconds since the epoch, as `f64` bits), for
     /// `backend.list` and the shard director's rampup (read on a shard, so no lock).
     changed: Box<[AtomicU64]>,
+    /// Per slot: no new connection before this time (seconds since the epoch, `f64` bits),
+    /// after a refused or failed connect (Varnish's holddown). Written by any shard.
+    held_until: Box<[AtomicU64]>,
 }
 
 impl Default for Board {
@@ -54,6 +57,24 @@ impl Board {
             forced: words(0),
             forced_up: words(0),
             changed: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            held_until: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Are new connections to slot `i` held down at `now` (seconds since the epoch)?
+    #[inline]
+    pub fn held_down(&self, i: usize, now: f64) -> bool {
+        self.held_until
+            .get(i)
+            .is_some_and(|h| now < f64::from_bits(h.load(Ordering::Relaxed)))
+    }
+
+    /// Holds new connections to slot `i` down until `until` (never shortens a holddown).
+    pub fn hold_down(&self, i: usize, until: f64) {
+        if let Some(h) = self.held_until.get(i) {
+            let _ = h.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                (until > f64::from_bits(old)).then_some(until.to_bits())
+            });
         }
     }
 

@@ -933,6 +933,8 @@ mod tests {
             preamble: None,
             via: None,
             authority: None,
+            wait_limit: None,
+            wait_timeout: None,
             probe: Some(0),
         };
         let t = Target::for_backend(&def, &s, false).unwrap();

@@ -8,12 +8,11 @@
 //! themselves (`Content-Length`, or chunked for an unknown length), answer conditional requests
 //! with 304 from a cached 200, and decide keep-alive.
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
 use crate::backend::fetch::Fetched;
+use crate::backend::Endpoint;
 use crate::cache::Object;
 use crate::http::chunked;
 use crate::http::request::Version;
@@ -267,7 +266,7 @@ pub async fn write_stream(
     headers: &Headers,
     extra: Option<StreamExtra>,
     mut f: Fetched,
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     xid: u64,
 ) -> Next {
     let send_timeout = secs(shard.shared.params.send_timeout);
@@ -322,7 +321,7 @@ pub async fn write_stream(
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 Err(e) => {
-                    log_fetch_error(shard, xid, addr, &e);
+                    log_fetch_error(shard, xid, "", Some(endpoint), &e);
                     shard.counters().inc(C::fetch_failed);
                     // The response is cut short: the client must see the connection end.
                     return Next::Close;
@@ -363,7 +362,7 @@ pub async fn write_stream(
     shard.counters().add(C::s_resp_bodybytes, sent_body);
     count_framing(shard, &f);
     if f.body.is_done() || no_body || ci.head {
-        super::fetch_fsm::release(shard, f, addr);
+        super::fetch_fsm::release(shard, f, endpoint);
     }
     if keep_alive {
         Next::KeepAlive

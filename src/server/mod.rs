@@ -7,6 +7,7 @@
 //! listeners and build everything else (runtime, pools, their part of the cache) on their own
 //! thread, so io_uring rings are created by the thread that submits to them.
 
+pub mod conn_slot;
 pub mod deliver;
 pub mod env;
 pub mod fetch_fsm;

@@ -207,16 +207,18 @@ async fn send_parse_error(shard: &Shard, conn: &mut Conn, e: &ParseError) {
 /// Opens the backend side of a `return (pipe)`, sends the request and what the client sent
 /// after it, then tunnels until both sides are done.
 async fn run_pipe(shard: &Shard, mut conn: Conn, p: PipeRequest, xid: u64) {
-    let connected = monoio::time::timeout(p.connect_timeout, TcpStream::connect_addr(p.addr)).await;
-    let why = match connected {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(format!("failed: {e}")),
-        Err(_) => Err("timed out".to_string()),
-    };
-    let mut backend = match why {
+    let connected = crate::backend::conn::connect(&p.endpoint.dest, p.connect_timeout).await;
+    let mut backend = match connected {
         Ok(s) => s,
-        Err(why) => {
-            eprintln!("FetchError {xid} pipe: connect to {} {why}", p.addr);
+        Err(e) => {
+            let why = match e {
+                crate::backend::conn::ConnectError::Failed(e) => format!("failed: {e}"),
+                crate::backend::conn::ConnectError::TimedOut => "timed out".to_string(),
+            };
+            eprintln!(
+                "FetchError {xid} pipe: connect to {} ({}) {why}",
+                p.name, p.endpoint.dest
+            );
             shard.counters().inc(C::backend_fail);
             let _ = deliver::send_plain(
                 shard,
@@ -231,7 +233,6 @@ async fn run_pipe(shard: &Shard, mut conn: Conn, p: PipeRequest, xid: u64) {
         }
     };
     shard.counters().inc(C::backend_conn);
-    let _ = backend.set_nodelay(true);
     let mut wire = Vec::with_capacity(p.wire.len() + conn.rbuf.len());
     wire.extend_from_slice(&p.wire);
     // Bytes the client sent after the request head (and body) belong to the tunnel.

@@ -31,7 +31,7 @@ use crate::http::response::RespLimits;
 use crate::http::Headers;
 use crate::stats::{ShardCounters, C};
 
-use super::env::{InUse, Running};
+use super::env::Running;
 use super::Shared;
 
 /// What the owner tells a requester about its lookup.
@@ -90,6 +90,9 @@ pub enum ShardMsg {
         key: CacheKey,
         reply: oneshot::Sender<usize>,
     },
+    /// A connection of a backend at `.max_connections` was released somewhere: this shard's
+    /// fetches waiting for one try again (`conn_slot`).
+    ConnFreed,
 }
 
 /// Shard-local state. Lives in an `Rc` on its own thread.
@@ -109,8 +112,9 @@ pub struct Shard {
     pub object_max: usize,
     /// The active VCL as this shard last saw it, with the generation it had then.
     running: RefCell<(u64, Rc<Running>)>,
-    /// Fetches in flight per backend slot (least_connections), kept across `vcl.use`.
-    in_use: Rc<InUse>,
+    /// This shard's fetches waiting for a connection under `.max_connections`, woken (all of
+    /// them: each re-checks its own backend) by [`ShardMsg::ConnFreed`].
+    pub conn_waiters: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 impl Shard {
@@ -139,7 +143,6 @@ impl Shard {
             clock_skew: p.clock_skew,
         };
         let conn_limit = p.client_conn_max.div_ceil(shared.shards as u64).max(1);
-        let in_use = Rc::new(InUse::default());
         Shard {
             id,
             store: RefCell::new(Store::new(StoreLimits {
@@ -163,11 +166,10 @@ impl Shard {
                 Rc::new(Running::new(
                     shared.active.current(),
                     shared.health.clone(),
-                    in_use.clone(),
                     id as u64,
                 )),
             )),
-            in_use,
+            conn_waiters: RefCell::new(Vec::new()),
             shared,
         }
     }
@@ -183,7 +185,6 @@ impl Shard {
                 Rc::new(Running::new(
                     self.shared.active.current(),
                     self.shared.health.clone(),
-                    self.in_use.clone(),
                     self.id as u64,
                 )),
             );
@@ -316,6 +317,11 @@ impl Shard {
             ShardMsg::Unbusy { key, error } => self.owner_unbusy(&key, error),
             ShardMsg::Purge { key, reply } => {
                 let _ = reply.send(self.owner_purge(&key));
+            }
+            ShardMsg::ConnFreed => {
+                for w in self.conn_waiters.take() {
+                    let _ = w.send(());
+                }
             }
         }
     }

@@ -98,6 +98,12 @@ counters! {
     backend_retry: Counter, "Backend requests retried on a fresh connection";
     backend_fail: Counter, "Backend connections failed";
     backend_req: Counter, "Backend requests sent";
+    backend_unhealthy: Counter, "Fetches not attempted because the backend was unhealthy";
+    backend_busy: Counter, "Fetches not attempted because the backend was at max_connections";
+    backend_wait: Counter, "Fetches that queued for a connection at max_connections";
+    backend_wait_fail: Counter, "Queued fetches that got no connection (timeout, backend sick)";
+    backend_helddown: Counter, "Fetches not attempted because connects to the backend were held down";
+    backend_failover: Counter, "Fetches moved to the director's next candidate (ringcache extension)";
     fetch_head: Counter, "Fetches with no body (HEAD)";
     fetch_length: Counter, "Fetches with a Content-Length body";
     fetch_chunked: Counter, "Fetches with a chunked body";
