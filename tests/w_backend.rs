@@ -33,6 +33,7 @@ shard_tests!(
     unix_socket_backend,
     host_header_when_bereq_has_none,
     timeout_precedence,
+    probes_of_uds_and_via_backends,
 );
 
 // ------------------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ impl RawOrigin {
 const V2_SIG: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
 /// Serves one connection: a PROXY header (v1 line or v2 block) if any, then requests (GET,
-/// no body) answered with `body` until EOF. Bounded: 100 requests, 10 s of silence.
+/// no body) answered with `body` until EOF (or a `Connection: close` request: a probe). Bounded: 100 requests, 10 s of silence.
 fn serve_raw<S: Read + Write>(mut s: S, log: &Mutex<RawLog>, body: &'static str) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -158,12 +159,13 @@ fn serve_raw<S: Read + Write>(mut s: S, log: &Mutex<RawLog>, body: &'static str)
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&buf[..end]).to_string();
                 buf.drain(..end + 4);
+                let close = head.to_ascii_lowercase().contains("connection: close");
                 log.lock().unwrap().heads.push(head);
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\r\n{body}",
                     body.len()
                 );
-                if s.write_all(resp.as_bytes()).is_err() {
+                if s.write_all(resp.as_bytes()).is_err() || close {
                     return;
                 }
                 served += 1;
@@ -621,4 +623,51 @@ fn timeout_precedence(cores: usize) {
     drop(s);
     let s = Server::with_vcl(&vcl, cores, &[]);
     assert_eq!(get(s.addr(), "/z", &[]).body_str(), "late");
+}
+
+// Goal: a `.path` backend is probed over its Unix socket and a `.via` backend through its via
+// backend (PROXY v2 naming the destination first), as they are fetched from; both turn
+// healthy from `.initial = 0` and serve.
+fn probes_of_uds_and_via_backends(cores: usize) {
+    let sock = RawOrigin::unix("uds");
+    let onloader = RawOrigin::tcp("via");
+    let vcl = format!(
+        "vcl 4.1;\n\
+         probe hc {{ .url = \"/hc\"; .interval = 0.1s; .timeout = 1s; .window = 3; .threshold = 2; .initial = 0; }}\n\
+         backend sock {{ .path = \"{}\"; .probe = hc; }}\n\
+         backend proxy {{ .host = \"127.0.0.1\"; .port = \"{}\"; }}\n\
+         backend tls {{ .host = \"192.0.2.30\"; .port = \"443\"; .authority = \"tls.example\"; .via = proxy; .probe = hc; }}\n\
+         sub vcl_recv {{\n\
+           if (req.url ~ \"^/tls\") {{ set req.backend_hint = tls; }} else {{ set req.backend_hint = sock; }}\n\
+           return (pass);\n\
+         }}\n",
+        sock.path.clone().expect("path").display(),
+        onloader.addr.expect("tcp").port()
+    );
+    let s = Server::with_vcl(&vcl, cores, &[]);
+    let mut adm = AdminConn::open(s.admin_addr(), None);
+    let healthy = |adm: &mut AdminConn, name: &str| {
+        let r = adm.cmd(&format!("backend.list {name}"));
+        r.body.lines().skip(1).any(|l| l.contains("healthy"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || healthy(&mut adm, "sock")
+            && healthy(&mut adm, "tls")),
+        "{}",
+        adm.cmd("backend.list -p").body
+    );
+    assert!(sock
+        .heads()
+        .iter()
+        .any(|h| h.starts_with("GET /hc HTTP/1.1")));
+    let probe_prefix = onloader
+        .prefixes()
+        .into_iter()
+        .next()
+        .expect("a probe connection");
+    assert!(probe_prefix.starts_with(V2_SIG), "{probe_prefix:?}");
+    assert_eq!(&probe_prefix[20..24], &[192, 0, 2, 30]);
+    assert!(probe_prefix.ends_with(b"tls.example"));
+    assert_eq!(get(s.addr(), "/u", &[]).body_str(), "uds");
+    assert_eq!(get(s.addr(), "/tls", &[]).body_str(), "via");
 }
