@@ -34,6 +34,7 @@ shard_tests!(
     host_header_when_bereq_has_none,
     timeout_precedence,
     probes_of_uds_and_via_backends,
+    one_address_one_pool_across_backends_and_vcls,
 );
 
 // ------------------------------------------------------------------------------------------
@@ -670,4 +671,38 @@ fn probes_of_uds_and_via_backends(cores: usize) {
     assert!(probe_prefix.ends_with(b"tls.example"));
     assert_eq!(get(s.addr(), "/u", &[]).body_str(), "uds");
     assert_eq!(get(s.addr(), "/tls", &[]).body_str(), "via");
+}
+
+// Goal: pools are keyed by address: two backends naming one origin, and a new VCL loaded with
+// `vcl.inline` + `vcl.use` naming it again, share pooled connections (Varnish b00093).
+// Method: requests on one client connection (so on one shard) through backend a, then b, then
+// the new VCL's c: the origin sees one connection.
+fn one_address_one_pool_across_backends_and_vcls(cores: usize) {
+    let o = named("origin");
+    let port = o.addr().port();
+    let vcl = format!(
+        "vcl 4.1;\n\
+         backend a {{ .host = \"127.0.0.1\"; .port = \"{port}\"; }}\n\
+         backend b {{ .host = \"127.0.0.1\"; .port = \"{port}\"; .host_header = \"b.example\"; }}\n\
+         sub vcl_recv {{\n\
+           if (req.url ~ \"^/b\") {{ set req.backend_hint = b; }} else {{ set req.backend_hint = a; }}\n\
+           return (pass);\n\
+         }}\n"
+    );
+    let s = Server::with_vcl(&vcl, cores, &[]);
+    let mut c = Client::connect(s.addr());
+    for path in ["/a1", "/b1", "/a2", "/b2"] {
+        assert_eq!(c.get(path, &[]).body_str(), "origin");
+    }
+    assert_eq!(o.conn_count(), 1, "one pooled connection for both backends");
+    let mut adm = AdminConn::open(s.admin_addr(), None);
+    let next = format!(
+        "vcl 4.1;\nbackend c {{ .host = \"127.0.0.1\"; .port = \"{port}\"; }}\n\
+         sub vcl_recv {{ return (pass); }}\n"
+    );
+    let r = adm.cmd(&format!("vcl.inline next << EOF\n{next}\nEOF"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(adm.cmd("vcl.use next").status, 200);
+    assert_eq!(c.get("/c1", &[]).body_str(), "origin");
+    assert_eq!(o.conn_count(), 1, "the new VCL's backend reuses it too");
 }
