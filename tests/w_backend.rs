@@ -657,10 +657,18 @@ fn probes_of_uds_and_via_backends(cores: usize) {
         "{}",
         adm.cmd("backend.list -p").body
     );
-    assert!(sock
-        .heads()
-        .iter()
-        .any(|h| h.starts_with("GET /hc HTTP/1.1")));
+    let probed = wait_until(Duration::from_secs(5), || {
+        sock.heads()
+            .iter()
+            .any(|h| h.starts_with("GET /hc HTTP/1.1"))
+    });
+    assert!(
+        probed,
+        "heads {:?}\n{}\n{}",
+        sock.heads(),
+        adm.cmd("backend.list -p").body,
+        s.stderr_text()
+    );
     let probe_prefix = onloader
         .prefixes()
         .into_iter()
