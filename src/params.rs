@@ -217,6 +217,10 @@ params! {
     waitinglist_max: Uint(u64) = "4096", min 1, max 10000000, unit "requests",
         "Most requests waiting on one busy object (coalesced miss); more get a 503 (ringcache \
          extension).";
+    drain_timeout: Duration(f64) = "15", min 0, max INF, unit "seconds",
+        "On SIGTERM or SIGINT: how long requests in flight may take to finish after ringcache \
+         stops accepting; connections still open then are cut and the process exits \
+         (ringcache extension).";
     cores: Auto(AutoValue) = "auto", min 1, max 1024, unit "shards",
         "Number of shards (threads with their own io_uring runtime, listener, cache part and \
          backend pools). auto = the cores this process may run on.";
@@ -421,6 +425,7 @@ mod tests {
         assert_eq!(p.http_max_hdr, 64);
         assert_eq!(p.cores, AutoValue::Auto);
         assert_eq!(p.poller_core, AutoOff::Auto);
+        assert_eq!(p.drain_timeout, 15.0);
         for def in TABLE {
             assert!(p.get(def.name).is_some(), "{} has no getter", def.name);
         }

@@ -241,7 +241,8 @@ impl<'s> Task<'s> {
         ClientInfo {
             head: &self.req().method[..] == b"HEAD",
             version: self.version,
-            keep_alive: self.keep_alive,
+            // Once the drain has begun every response closes its connection.
+            keep_alive: self.keep_alive && !self.shard.draining(),
         }
     }
 

@@ -16,6 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use futures_channel::{mpsc, oneshot};
@@ -93,6 +94,8 @@ pub enum ShardMsg {
     /// A connection of a backend at `.max_connections` was released somewhere: this shard's
     /// fetches waiting for one try again (`conn_slot`).
     ConnFreed,
+    /// From the lifecycle thread: the drain has begun; close idle keep-alive connections.
+    Drain,
 }
 
 /// Shard-local state. Lives in an `Rc` on its own thread.
@@ -115,6 +118,8 @@ pub struct Shard {
     /// This shard's fetches waiting for a connection under `.max_connections`, woken (all of
     /// them: each re-checks its own backend) by [`ShardMsg::ConnFreed`].
     pub conn_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Idle keep-alive connections waiting for their next request, woken at drain.
+    idle: RefCell<slab::Slab<Waker>>,
 }
 
 impl Shard {
@@ -170,7 +175,44 @@ impl Shard {
                 )),
             )),
             conn_waiters: RefCell::new(Vec::new()),
+            idle: RefCell::new(slab::Slab::new()),
             shared,
+        }
+    }
+
+    /// A client connection was accepted.
+    pub fn conn_opened(&self) {
+        let n = self.conns.get() + 1;
+        self.conns.set(n);
+        self.shared.pulse.set_open(self.id, n);
+    }
+
+    /// A client connection ended.
+    pub fn conn_closed(&self) {
+        let n = self.conns.get().saturating_sub(1);
+        self.conns.set(n);
+        self.shared.pulse.set_open(self.id, n);
+    }
+
+    /// Has the drain begun? Responses then say `Connection: close`.
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.shared.pulse.draining()
+    }
+
+    /// Completes when the drain begins (at once if it has): what an idle keep-alive
+    /// connection waits on beside its read.
+    pub fn drain_started(&self) -> DrainStarted<'_> {
+        DrainStarted {
+            shard: self,
+            key: None,
+        }
+    }
+
+    /// Wakes every idle connection; each removes its own entry when it sees the drain.
+    fn wake_idle(&self) {
+        for (_, w) in self.idle.borrow().iter() {
+            w.wake_by_ref();
         }
     }
 
@@ -323,6 +365,7 @@ impl Shard {
                     let _ = w.send(());
                 }
             }
+            ShardMsg::Drain => self.wake_idle(),
         }
     }
 
@@ -416,6 +459,44 @@ impl Shard {
         c.set(C::storage_bytes, s.bytes_used as u64);
         c.set(C::n_expired, s.n_expired);
         c.set(C::n_lru_nuked, s.n_lru_nuked);
+    }
+}
+
+/// See [`Shard::drain_started`]. Its waker is registered with the shard while it waits and
+/// removed when it is dropped, so waiting costs one slab slot and nothing piles up.
+pub struct DrainStarted<'s> {
+    shard: &'s Shard,
+    key: Option<usize>,
+}
+
+impl std::future::Future for DrainStarted<'_> {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shard.draining() {
+            if let Some(k) = self.key.take() {
+                self.shard.idle.borrow_mut().try_remove(k);
+            }
+            return Poll::Ready(());
+        }
+        let mut idle = self.shard.idle.borrow_mut();
+        match self.key {
+            Some(k) if idle.contains(k) => idle[k].clone_from(cx.waker()),
+            _ => {
+                let k = idle.insert(cx.waker().clone());
+                drop(idle);
+                self.key = Some(k);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for DrainStarted<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.shard.idle.borrow_mut().try_remove(k);
+        }
     }
 }
 
