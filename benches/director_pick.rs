@@ -10,13 +10,12 @@
 //! few iterations only, as a smoke test.
 
 use std::hint::black_box;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ringcache::director::{self, fallback, hash, least_connections, random, round_robin, shard};
 use ringcache::health::Health;
-use ringcache::server::env::{InUse, Running};
+use ringcache::server::env::Running;
 use ringcache::vcl::exec::{BackendRef, Site};
 use ringcache::vcl::program::Method;
 use ringcache::vcl::LoadedVcl;
@@ -194,7 +193,7 @@ fn main() {
                     .expect("bench VCL loads")
                     .0,
             );
-            let run = Running::new(vcl, Arc::new(Health::new()), Rc::new(InUse::default()), 1);
+            let run = Running::new(vcl, Arc::new(Health::new()), 1);
             ns_per(iters, |i| {
                 let site = Site {
                     sub: Method::BackendFetch,
@@ -202,7 +201,7 @@ fn main() {
                     hash: None,
                     now: 0.0,
                 };
-                black_box(run.resolve(BackendRef::Director(0), &site));
+                black_box(run.resolve(BackendRef::Director(0), &site, &[]));
             })
         }
     };

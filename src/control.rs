@@ -137,6 +137,7 @@ impl Control {
                     name: Arc::from(&*be.name),
                     slot: be.slot,
                     happy,
+                    conn: u64::from(be.in_use.load(std::sync::atomic::Ordering::Relaxed)),
                 });
             }
         }
@@ -253,11 +254,12 @@ fn slot_key(def: &BackendDef) -> SlotKey {
     }
 }
 
-/// The probe that runs for backend `def`, if it has one and ringcache can reach it (a TCP
-/// backend; `.path` backends are not probed and count as healthy).
+/// The probe that runs for backend `def`, if it has one (a `none` backend has no address and
+/// is never probed). A `.via` backend is probed through its via backend.
 fn probe_want(program: &Program, def: &BackendDef) -> Option<ProbeWant> {
     let spec = program.probes.get(def.probe?)?;
-    ProbeWant::for_backend(def, spec, false)
+    let via = def.via.and_then(|v| program.backends.get(v));
+    ProbeWant::for_backend(def, via, spec, false)
 }
 
 /// Varnish's `backend.list` type word for a director.

@@ -2,10 +2,11 @@
 //!
 //! The crate is split by domain: `http` (wire format), `cache` (objects, TTL rules, per-shard
 //! store), `backend` (per-core pools and fetches), `server` (boot, shards, sessions, the
-//! cross-shard path), `health` (the poller and the health board), `stats` (counters, `stat` readings, the Prometheus endpoint), `logs` (event and access logs,
-//! written off the shards) and `params`
-//! (the one table of runtime parameters), `admin` (the Varnish CLI on `-T` and its clients). The
-//! control plane (flags, boot, poller, admin) and the data plane (shards) share only immutable
+//! cross-shard path), `health` (the poller and the health board), `stats` (counters, `stat`
+//! readings, the Prometheus endpoint), `logs` (event and access logs, written off the shards)
+//! and `params` (the one table of runtime parameters), `admin` (the Varnish CLI on `-T` and its
+//! clients), `lifecycle` (signals, reload, drain, systemd notifications). The control plane
+//! (flags, boot, poller, admin, lifecycle) and the data plane (shards) share only immutable
 //! configuration and atomics.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod control;
 pub mod director;
 pub mod health;
 pub mod http;
+pub mod lifecycle;
 pub mod logs;
 pub mod params;
 pub mod server;

@@ -13,12 +13,13 @@ fn main() {
         Ok(Action::Print(text)) => print!("{text}"),
         Ok(Action::Admin(request)) => std::process::exit(ringcache::admin::client::run(&request)),
         Ok(Action::CheckVcl(file)) => std::process::exit(check_vcl(&file)),
-        Ok(Action::Serve(config)) => {
-            if let Err(e) = ringcache::server::run(*config) {
+        Ok(Action::Serve(config)) => match ringcache::server::run(*config) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
                 eprintln!("ringcache: error: {e}");
                 std::process::exit(1);
             }
-        }
+        },
         Err(e) => {
             eprintln!("ringcache: error: {e}");
             std::process::exit(2);

@@ -175,6 +175,23 @@ params! {
         "How long to wait between two reads of a backend response.";
     backend_idle_timeout: Duration(f64) = "60", min 1, max INF, unit "seconds",
         "Idle backend connections older than this are closed instead of reused.";
+    backend_remote_error_holddown: Duration(f64) = "0.250", min 0, max INF, unit "seconds",
+        "After a backend refuses a connection (ECONNREFUSED, ENETUNREACH), no new connection \
+         is tried for this long; fetches meanwhile fail at once (or fail over to another \
+         member of their director).";
+    backend_local_error_holddown: Duration(f64) = "10", min 0, max INF, unit "seconds",
+        "After a connect fails for a local reason (EACCES, EPERM, EADDRNOTAVAIL), no new \
+         connection to that backend is tried for this long.";
+    backend_wait_timeout: Duration(f64) = "0", min 0, max INF, unit "seconds",
+        "How long a fetch waits for a connection when its backend is at .max_connections \
+         (default of .wait_timeout); queueing needs both this and backend_wait_limit > 0.";
+    backend_wait_limit: Uint(u64) = "0", min 0, max 4294967295u64, unit "fetches",
+        "Most fetches waiting for a connection of one backend at .max_connections (default \
+         of .wait_limit); more are refused at once as busy.";
+    director_failover_max: Uint(u64) = "3", min 0, max 64, unit "backends",
+        "When a director's backend refuses the connection, is at .max_connections or held \
+         down, an idempotent fetch moves on to the director's next healthy candidate, at \
+         most this many times (ringcache extension; 0 = Varnish's behaviour).";
     backend_idle_max: Uint(u64) = "256", min 0, max 100000, unit "connections",
         "Most idle connections kept per backend address per shard (ringcache extension).";
     timeout_idle: Duration(f64) = "5", min 0.001, max INF, unit "seconds",
@@ -202,6 +219,10 @@ params! {
     waitinglist_max: Uint(u64) = "4096", min 1, max 10000000, unit "requests",
         "Most requests waiting on one busy object (coalesced miss); more get a 503 (ringcache \
          extension).";
+    drain_timeout: Duration(f64) = "15", min 0, max INF, unit "seconds",
+        "On SIGTERM or SIGINT: how long requests in flight may take to finish after ringcache \
+         stops accepting; connections still open then are cut and the process exits \
+         (ringcache extension).";
     cores: Auto(AutoValue) = "auto", min 1, max 1024, unit "shards",
         "Number of shards (threads with their own io_uring runtime, listener, cache part and \
          backend pools). auto = the cores this process may run on.";
@@ -437,6 +458,7 @@ mod tests {
         assert_eq!(p.poller_core, AutoOff::Auto);
         assert_eq!(p.log_file, "");
         assert_eq!(p.metrics_listen, "");
+        assert_eq!(p.drain_timeout, 15.0);
         for def in TABLE {
             assert!(p.get(def.name).is_some(), "{} has no getter", def.name);
         }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 shard_tests!(
     set_health_overrides_the_probe,
     vcl_use_keeps_health_of_shared_backends,
+    grace_serves_while_the_probe_says_sick,
 );
 
 /// Every request a fake backend read, with when it arrived.
@@ -676,4 +677,70 @@ fn backend_health_on_the_admin_log() {
     assert!(later.iter().all(|e| e.0 > last));
     assert!(read(&mut adm, " -i VCL_Event").is_empty());
     assert_eq!(adm.cmd("log.read x").status, 106);
+}
+
+// Goal: the operator's grace setup of Varnish's docs works with real probes: while the probe
+// says the backend is sick, an expired object is delivered from grace without any fetch (the
+// background fetch fails at once, the stale object stays); while it is healthy, VCL's
+// `set req.grace = 0s` makes the same expired object a miss that refetches.
+// Method: an origin whose `/hc` answers 200 or 500 at the test's command, objects with a 1 s
+// TTL and 1 h grace; the probe turns the backend sick (checked on backend.list), the TTL runs
+// out, requests are served stale; the probe turns it healthy, the next request refetches.
+fn grace_serves_while_the_probe_says_sick(cores: usize) {
+    let probe_ok = Arc::new(AtomicBool::new(true));
+    let ok = probe_ok.clone();
+    let o = Origin::start(move |r, n| {
+        if r.url == "/hc" {
+            let code = if ok.load(Ordering::SeqCst) { 200 } else { 500 };
+            Reply::new(code).close()
+        } else {
+            Reply::ok(format!("v{n}")).cc("max-age=1")
+        }
+    });
+    let vcl = format!(
+        "vcl 4.1;\nimport std;\n\
+         backend be {{ .host = \"127.0.0.1\"; .port = \"{}\";\n\
+           .probe = {{ .url = \"/hc\"; .interval = 100ms; .timeout = 1s; .window = 3; .threshold = 2; .initial = 3; }} }}\n\
+         sub vcl_recv {{ if (std.healthy(req.backend_hint)) {{ set req.grace = 0s; }} }}\n\
+         sub vcl_backend_response {{ set beresp.grace = 1h; }}\n",
+        o.addr().port()
+    );
+    let s = Server::with_vcl(&vcl, cores, &[]);
+    let mut adm = AdminConn::open(s.admin_addr(), None);
+    let is = |adm: &mut AdminConn, state: &str| {
+        adm.cmd("backend.list be")
+            .body
+            .lines()
+            .skip(1)
+            .any(|l| l.contains(state))
+    };
+    let first = get(s.addr(), "/obj", &[]);
+    assert_eq!(first.status, 200);
+    let body = first.body_str();
+    let fetches = || o.count_url("/obj");
+    assert_eq!(fetches(), 1);
+    // The probe fails: sick after two bad pokes.
+    probe_ok.store(false, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(5), || is(&mut adm, "sick")));
+    // Past the 1 s TTL: delivered from grace, no fetch reaches the origin.
+    std::thread::sleep(Duration::from_millis(1200));
+    for _ in 0..3 {
+        let r = get(s.addr(), "/obj", &[]);
+        assert_eq!(
+            (r.status, r.body_str()),
+            (200, body.clone()),
+            "stale from grace"
+        );
+        assert!(r.age().unwrap_or(0) >= 1, "{r:?}");
+    }
+    assert_eq!(fetches(), 1, "a sick backend is not contacted");
+    // Healthy again: req.grace = 0s, the expired object is refetched.
+    probe_ok.store(true, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(5), || is(
+        &mut adm, "healthy"
+    )));
+    let r = get(s.addr(), "/obj", &[]);
+    assert_eq!(r.status, 200);
+    assert_ne!(r.body_str(), body, "a fresh copy");
+    assert_eq!(fetches(), 2);
 }

@@ -9,7 +9,7 @@
 //!
 //! Every scenario runs with one shard and with two. Round-robin cursors are per shard, so with
 //! two shards the order is checked per share (each origin within two requests of an equal
-//! share) rather than request by request.
+//! share) rather than request by request; least_connections counts are shared by all shards.
 
 #[macro_use]
 mod common;
@@ -339,8 +339,8 @@ fn all_sick_gives_503(cores: usize) {
 }
 
 // Goal: least_connections (ringcache extension) sends new requests away from a backend that
-// holds a slow request, and shares idle backends in turn. Counts are per shard, so the strict
-// check runs with one shard; with two every request is still answered.
+// holds a slow request, and shares idle backends in turn. The counts are the backends'
+// connections in use on all shards, so this holds with two shards as with one.
 fn least_connections_avoids_busy_backend(cores: usize) {
     let slow = Origin::start(|_, _| Reply::ok("slow").delay(Duration::from_millis(1500)));
     let (_os, decl) = origins(&["f1", "f2"]);
@@ -357,13 +357,11 @@ fn least_connections_avoids_busy_backend(cores: usize) {
     let held = std::thread::spawn(move || get(addr, "/held", &[]));
     assert!(slow.wait_for_requests(1, Duration::from_secs(5)));
     let t = tally(&s, 6, "q");
+    assert_eq!(t.get("slow"), None, "busy backend avoided: {t:?}");
+    assert_eq!(t.values().sum::<usize>(), 6, "{t:?}");
     if cores == 1 {
-        assert_eq!(t.get("slow"), None, "busy backend avoided: {t:?}");
         assert_eq!(t.get("f1"), Some(&3), "{t:?}");
         assert_eq!(t.get("f2"), Some(&3), "{t:?}");
-    } else {
-        assert_eq!(t.values().sum::<usize>(), 6, "{t:?}");
-        assert!(t.keys().all(|k| !k.starts_with('<')), "{t:?}");
     }
     let r = held.join().expect("held request");
     assert_eq!(r.body_str(), "slow");

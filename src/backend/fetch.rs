@@ -9,13 +9,11 @@
 //! closed it while idle); a request with a body that is not idempotent is never retried.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
-use monoio::net::TcpStream;
 
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::BodyFraming;
@@ -23,6 +21,7 @@ use crate::http::response::{self, RespLimits, ResponseHead};
 use crate::server::io::{read_timeout, write_all_timeout, Read, Write};
 use crate::stats::{ShardCounters, C};
 
+use super::conn::{self, ConnectError, Endpoint, Stream};
 use super::pool::Pool;
 
 /// Why a fetch failed. Every kind ends as a 503 for the client.
@@ -37,6 +36,23 @@ pub enum FetchError {
     Read(std::io::Error),
     BadResponse(&'static str),
     TooLarge,
+    /// At `.max_connections` (after waiting in its queue, if it has one).
+    Busy,
+    /// Connects to the endpoint are held down after a refused or failed connect.
+    HeldDown,
+}
+
+impl FetchError {
+    /// Nothing reached the backend: another backend may take the request.
+    pub fn before_send(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Connect(_)
+                | FetchError::ConnectTimeout
+                | FetchError::Busy
+                | FetchError::HeldDown
+        )
+    }
 }
 
 impl fmt::Display for FetchError {
@@ -51,6 +67,8 @@ impl fmt::Display for FetchError {
             FetchError::Read(e) => write!(f, "read failed: {e}"),
             FetchError::BadResponse(why) => write!(f, "bad response: {why}"),
             FetchError::TooLarge => f.write_str("response body too large to store"),
+            FetchError::Busy => f.write_str("busy (max_connections reached)"),
+            FetchError::HeldDown => f.write_str("held down after a failed connect"),
         }
     }
 }
@@ -70,35 +88,35 @@ pub struct Fetched {
     pub body: BodyReader,
 }
 
-/// Opens a fresh connection with `connect_timeout`.
-async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, FetchError> {
-    match monoio::time::timeout(limit, TcpStream::connect_addr(addr)).await {
-        Err(_) => Err(FetchError::ConnectTimeout),
-        Ok(Err(e)) => Err(FetchError::Connect(e)),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-    }
+/// Where one fetch goes: the endpoint (its pool key) and, for a `.proxy_header` backend, the
+/// PROXY header this fetch's client gets (then the connection is fresh and never pooled).
+pub struct Target<'a> {
+    pub endpoint: &'a Endpoint,
+    pub proxy: Option<Vec<u8>>,
 }
 
-/// Sends `request` (head and body already serialised) to `addr` and reads the response head.
+/// Sends `request` (head and body already serialised) to `to` and reads the response head.
 ///
 /// `retryable`: the request may be sent twice (idempotent method or no body); only then is a
 /// failure on a reused connection retried on a fresh one.
 pub async fn fetch(
     pool: &std::cell::RefCell<Pool>,
     counters: &ShardCounters,
-    addr: SocketAddr,
+    to: &Target<'_>,
     request: Bytes,
     head_request: bool,
     retryable: bool,
     limits: &FetchLimits,
 ) -> Result<Fetched, FetchError> {
-    let pooled = pool.borrow_mut().take(addr, Instant::now());
+    let poolable = to.proxy.is_none();
+    let pooled = if poolable {
+        pool.borrow_mut().take(to.endpoint, Instant::now())
+    } else {
+        None
+    };
     if let Some(stream) = pooled {
         counters.inc(C::backend_reuse);
-        match exchange(stream, request.clone(), head_request, limits).await {
+        match exchange(stream, request.clone(), head_request, limits, true).await {
             Ok(f) => return Ok(f),
             Err(Attempt::BeforeResponse(e)) if retryable => {
                 counters.inc(C::backend_retry);
@@ -107,15 +125,31 @@ pub async fn fetch(
             Err(Attempt::BeforeResponse(e)) | Err(Attempt::After(e)) => return Err(e),
         }
     }
-    let stream = match connect(addr, limits.connect).await {
+    let stream = match conn::connect(&to.endpoint.dest, limits.connect).await {
         Ok(s) => s,
         Err(e) => {
             counters.inc(C::backend_fail);
-            return Err(e);
+            return Err(match e {
+                ConnectError::Failed(e) => FetchError::Connect(e),
+                ConnectError::TimedOut => FetchError::ConnectTimeout,
+            });
         }
     };
     counters.inc(C::backend_conn);
-    exchange(stream, request, head_request, limits)
+    // A new connection starts with the endpoint's preamble and this fetch's PROXY header.
+    let first = match (&to.endpoint.preamble, &to.proxy) {
+        (None, None) => request,
+        (pre, proxy) => {
+            let pre = pre.as_deref().unwrap_or_default();
+            let proxy = proxy.as_deref().unwrap_or_default();
+            let mut v = Vec::with_capacity(pre.len() + proxy.len() + request.len());
+            v.extend_from_slice(pre);
+            v.extend_from_slice(proxy);
+            v.extend_from_slice(&request);
+            Bytes::from(v)
+        }
+    };
+    exchange(stream, first, head_request, limits, poolable)
         .await
         .map_err(|a| match a {
             Attempt::BeforeResponse(e) | Attempt::After(e) => e,
@@ -128,11 +162,13 @@ enum Attempt {
     After(FetchError),
 }
 
+/// `poolable`: the connection may go back to a pool after a complete response.
 async fn exchange(
-    mut stream: TcpStream,
+    mut stream: Stream,
     request: Bytes,
     head_request: bool,
     limits: &FetchLimits,
+    poolable: bool,
 ) -> Result<Fetched, Attempt> {
     match write_all_timeout(&mut stream, request, limits.first_byte).await {
         Write::Done(_) => {}
@@ -168,27 +204,29 @@ async fn exchange(
                     if buf.is_empty() {
                         first = true;
                     } else if let Ok(Some(h)) = response::parse_response(&mut buf, &limits.resp) {
-                        return finish_head(stream, buf, h, head_request, limits);
+                        return finish_head(stream, buf, h, head_request, limits, poolable);
                     }
                     continue;
                 }
-                return finish_head(stream, buf, head, head_request, limits);
+                return finish_head(stream, buf, head, head_request, limits, poolable);
             }
         }
     }
 }
 
 fn finish_head(
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     head: ResponseHead,
     head_request: bool,
     limits: &FetchLimits,
+    poolable: bool,
 ) -> Result<Fetched, Attempt> {
     let framing = response::response_framing(head_request, &head)
         .map_err(|e| Attempt::After(FetchError::BadResponse(e.detail())))?;
-    let keep_alive =
-        response::response_keep_alive(&head) && !matches!(framing, BodyFraming::UntilClose);
+    let keep_alive = poolable
+        && response::response_keep_alive(&head)
+        && !matches!(framing, BodyFraming::UntilClose);
     let remaining = match framing {
         BodyFraming::Length(n) => n,
         _ => 0,
@@ -212,7 +250,7 @@ fn finish_head(
 
 /// The body of a backend response, read piece by piece.
 pub struct BodyReader {
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     buf: BytesMut,
     framing: BodyFraming,
     remaining: u64,
@@ -414,10 +452,10 @@ impl BodyReader {
 
     /// Ends the fetch: a completely read, keep-alive response returns its connection to `pool`.
     /// Returns true if the connection was recycled.
-    pub fn release(mut self, pool: &mut Pool, addr: SocketAddr, counters: &ShardCounters) -> bool {
+    pub fn release(mut self, pool: &mut Pool, ep: &Endpoint, counters: &ShardCounters) -> bool {
         if self.done && self.keep_alive && self.buf.is_empty() {
             if let Some(stream) = self.stream.take() {
-                pool.put(addr, stream, Instant::now());
+                pool.put(ep, stream, Instant::now());
                 counters.inc(C::backend_recycle);
                 return true;
             }

@@ -7,19 +7,18 @@
 //! dropped by the fetch code and never reaches the pool.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use super::conn::{Endpoint, Stream};
 
 struct Idle {
-    stream: TcpStream,
+    stream: Stream,
     since: Instant,
 }
 
-/// Idle connections per backend address.
+/// Idle connections per endpoint (destination and preamble: see `conn`).
 pub struct Pool {
-    idle: HashMap<SocketAddr, Vec<Idle>>,
+    idle: HashMap<Endpoint, Vec<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -33,9 +32,9 @@ impl Pool {
         }
     }
 
-    /// The most recently returned live connection to `addr`, if any. Expired ones are closed.
-    pub fn take(&mut self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
-        let list = self.idle.get_mut(&addr)?;
+    /// The most recently returned live connection to `ep`, if any. Expired ones are closed.
+    pub fn take(&mut self, ep: &Endpoint, now: Instant) -> Option<Stream> {
+        let list = self.idle.get_mut(ep)?;
         while let Some(idle) = list.pop() {
             if now.duration_since(idle.since) < self.idle_timeout {
                 return Some(idle.stream);
@@ -47,11 +46,14 @@ impl Pool {
     }
 
     /// Returns a connection after a complete response. Over `max_idle`, the oldest is closed.
-    pub fn put(&mut self, addr: SocketAddr, stream: TcpStream, now: Instant) {
+    pub fn put(&mut self, ep: &Endpoint, stream: Stream, now: Instant) {
         if self.max_idle == 0 {
             return;
         }
-        let list = self.idle.entry(addr).or_default();
+        let list = match self.idle.get_mut(ep) {
+            Some(l) => l,
+            None => self.idle.entry(ep.clone()).or_default(),
+        };
         if list.len() >= self.max_idle {
             list.remove(0);
         }
@@ -74,8 +76,8 @@ impl Pool {
         closed
     }
 
-    /// Idle connections held for `addr`.
-    pub fn idle_count(&self, addr: SocketAddr) -> usize {
-        self.idle.get(&addr).map_or(0, |l| l.len())
+    /// Idle connections held for `ep`.
+    pub fn idle_count(&self, ep: &Endpoint) -> usize {
+        self.idle.get(ep).map_or(0, |l| l.len())
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! Why: round-robin and random spread requests, not load; a backend that answers slowly piles
 //! up connections while the others idle. Counting in-use connections moves new requests to the
-//! least busy member. The counts are the caller's (ringcache: each shard counts the fetches it
-//! has in flight per backend, so the choice is per shard and needs no shared counter). Ties go
+//! least busy member. The counts are the caller's (ringcache: the backend's connections in use
+//! on all shards, the same atomic `.max_connections` limits, see `server::conn_slot`). Ties go
 //! round-robin from the caller's cursor, so idle members share the traffic instead of the first
 //! one taking all of it.
 

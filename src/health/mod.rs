@@ -37,6 +37,9 @@ pub struct Board {
     /// Per slot: when its health last changed (seconds since the epoch, as `f64` bits), for
     /// `backend.list` and the shard director's rampup (read on a shard, so no lock).
     changed: Box<[AtomicU64]>,
+    /// Per slot: no new connection before this time (seconds since the epoch, `f64` bits),
+    /// after a refused or failed connect (Varnish's holddown). Written by any shard.
+    held_until: Box<[AtomicU64]>,
 }
 
 impl Default for Board {
@@ -54,6 +57,24 @@ impl Board {
             forced: words(0),
             forced_up: words(0),
             changed: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            held_until: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Are new connections to slot `i` held down at `now` (seconds since the epoch)?
+    #[inline]
+    pub fn held_down(&self, i: usize, now: f64) -> bool {
+        self.held_until
+            .get(i)
+            .is_some_and(|h| now < f64::from_bits(h.load(Ordering::Relaxed)))
+    }
+
+    /// Holds new connections to slot `i` down until `until` (never shortens a holddown).
+    pub fn hold_down(&self, i: usize, until: f64) {
+        if let Some(h) = self.held_until.get(i) {
+            let _ = h.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                (until > f64::from_bits(old)).then_some(until.to_bits())
+            });
         }
     }
 
@@ -148,6 +169,8 @@ pub struct SlotStatus {
     /// A probe was started for the slot and not stopped since: only then are the poller's
     /// reports applied (a report racing a stop is dropped).
     pub probing: bool,
+    /// The probe has been poked at least once (its first verdict is real, not `.initial`).
+    pub poked: bool,
 }
 
 /// One structured event (`Backend_health`, `VCL_Event`...): tests and `ringcache log` read them.
@@ -229,6 +252,13 @@ impl Health {
         g.get(i).cloned().unwrap_or_default()
     }
 
+    /// Probes started and not yet poked once: boot waits for 0 (bounded) before telling
+    /// systemd it is ready, so the first requests see real health.
+    pub fn probes_unpoked(&self) -> usize {
+        let g = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter().filter(|s| s.probing && !s.poked).count()
+    }
+
     /// Updates slot `i`'s status.
     pub fn update_status(&self, i: usize, f: impl FnOnce(&mut SlotStatus)) {
         if i >= MAX_SLOTS {
@@ -265,6 +295,7 @@ pub fn apply_report(
             return;
         }
         applied = true;
+        s.poked |= w.pokes() > 0;
         health.board.set_probe(slot, w.healthy());
         s.probe = Some(ProbeView {
             good: w.good(),
@@ -303,6 +334,28 @@ mod tests {
         assert!(!b.healthy(69), "forced sick wins over a healthy probe");
         b.set_admin(69, None);
         assert!(b.healthy(69), "auto: the probe decides again");
+    }
+
+    #[test]
+    fn unpoked_probes_are_counted_until_their_first_poke() {
+        let h = Health::new();
+        assert_eq!(h.probes_unpoked(), 0);
+        h.update_status(3, |s| s.probing = true);
+        h.update_status(5, |s| s.probing = true);
+        h.update_status(9, |s| s.poked = false);
+        assert_eq!(h.probes_unpoked(), 2);
+        // The report at probe start carries the `.initial` history: not a poke.
+        let mut w = window::Window::new(8, 3, 2);
+        apply_report(&h, 3, &w, w.initial_transition(), "start");
+        assert_eq!(h.probes_unpoked(), 2);
+        let t = w.poke(&window::Poke::default(), 1.0);
+        apply_report(&h, 3, &w, t, "poked");
+        assert_eq!(h.probes_unpoked(), 1);
+        // A report for a slot that is not probing is dropped and changes nothing.
+        apply_report(&h, 9, &w, t, "stray");
+        assert!(!h.status(9).poked);
+        apply_report(&h, 5, &w, t, "poked");
+        assert_eq!(h.probes_unpoked(), 0);
     }
 
     #[test]

@@ -451,7 +451,7 @@ mod tests {
         };
         Target {
             name: name.into(),
-            addr,
+            dest: crate::backend::Dest::Tcp(addr),
             request: http_request(&spec, "h").into(),
             proxy_v1_at: None,
             expected: 200,

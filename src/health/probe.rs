@@ -20,9 +20,11 @@ use std::time::{Duration, Instant};
 
 use monoio::buf::IoBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 
-use super::window::{Poke, ERR_RECV, ERR_XMIT, GOOD_IPV4, GOOD_IPV6, GOOD_RECV, GOOD_XMIT, HAPPY};
+use super::window::{
+    Poke, ERR_RECV, ERR_XMIT, GOOD_IPV4, GOOD_IPV6, GOOD_RECV, GOOD_UNIX, GOOD_XMIT, HAPPY,
+};
+use crate::backend::conn::{self, via_preamble, ConnectError, Dest, Stream};
 use crate::vcl::program::{BackendDef, Endpoint, ProbeRequest, ProbeSpec};
 
 /// Bytes of the response kept for the verdict and the message (Varnish's `resp_buf[128]`; the
@@ -43,8 +45,9 @@ pub const PROXY_V2_LOCAL: [u8; 16] = [
 pub struct Target {
     /// The backend's VCL name (for `Backend_health`).
     pub name: Box<str>,
-    /// Where to connect (the backend's address, or its `.port` override).
-    pub addr: SocketAddr,
+    /// Where to connect: the backend's address (with its `.port` override) or Unix socket, or
+    /// for a `.via` backend the via backend's.
+    pub dest: Dest,
     /// The bytes sent after connecting, in order: `.preamble`, the PROXY v2 header (if
     /// `.proxy_header = 2`), the HTTP request. See [`build_request`].
     pub request: Arc<[u8]>,
@@ -64,13 +67,21 @@ pub struct Target {
 
 impl Target {
     /// The probe target of backend `def` with probe `spec`: its IPv4 address unless
-    /// `prefer_ipv6` (and it has one), with the probe's `.port` if set. `None` for backends
-    /// without a TCP address (`none`, `.path`).
+    /// `prefer_ipv6` (and it has one), with the probe's `.port` if set, or its Unix socket.
+    /// A `.via` backend (`via`: the backend it goes through) is probed as it is fetched from:
+    /// through the via backend's address, the PROXY v2 header naming this backend's address
+    /// and authority first (Varnish probes through the backend's connection pool). `None` for
+    /// `none` backends.
     ///
     /// Varnish tries the other address family when the first fails to connect; a probe here
     /// uses one address.
-    pub fn for_backend(def: &BackendDef, spec: &ProbeSpec, prefer_ipv6: bool) -> Option<Target> {
-        let mut addr = match &def.endpoint {
+    pub fn for_backend(
+        def: &BackendDef,
+        via: Option<&BackendDef>,
+        spec: &ProbeSpec,
+        prefer_ipv6: bool,
+    ) -> Option<Target> {
+        let tcp = |e: &Endpoint| match e {
             Endpoint::Tcp { ipv4, ipv6 } => {
                 if prefer_ipv6 {
                     ipv6.or(*ipv4)
@@ -79,16 +90,36 @@ impl Target {
                 }
             }
             Endpoint::None | Endpoint::Uds(_) => None,
-        }?;
-        if let Some(p) = spec.port {
-            addr.set_port(p);
-        }
-        let preamble = def.preamble.as_deref();
+        };
+        let own = match &def.endpoint {
+            Endpoint::Uds(p) => Dest::Uds(Arc::from(p.as_path())),
+            e => {
+                let mut addr = tcp(e)?;
+                if let Some(p) = spec.port {
+                    addr.set_port(p);
+                }
+                Dest::Tcp(addr)
+            }
+        };
+        let (dest, preamble) = match (via, &own) {
+            (Some(v), Dest::Tcp(addr)) => {
+                let vd = match &v.endpoint {
+                    Endpoint::Uds(p) => Dest::Uds(Arc::from(p.as_path())),
+                    e => Dest::Tcp(tcp(e)?),
+                };
+                (
+                    vd,
+                    Some(via_preamble(*addr, def.authority.as_deref()).to_vec()),
+                )
+            }
+            _ => (own, def.preamble.as_deref().map(<[u8]>::to_vec)),
+        };
+        let preamble = preamble.as_deref();
         let request = build_request(spec, &def.host_header, preamble, def.proxy_header, None);
         let proxy_v1_at = (def.proxy_header == 1).then(|| preamble.map_or(0, <[u8]>::len));
         Some(Target {
             name: def.name.clone(),
-            addr,
+            dest,
             request: request.into(),
             proxy_v1_at,
             expected: spec.expected_response,
@@ -152,26 +183,22 @@ pub async fn poke(t: &Target) -> Poke {
     let deadline = start + t.timeout;
     let mut p = Poke::default();
 
-    let connected = monoio::time::timeout_at(
-        monoio::time::Instant::from_std(deadline),
-        TcpStream::connect_addr(t.addr),
-    )
-    .await;
+    let connected = conn::connect(&t.dest, deadline.saturating_duration_since(start)).await;
     let mut stream = match connected {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        Ok(s) => s,
+        Err(ConnectError::Failed(e)) => {
             p.message = format!("Open error {}", errno_text(&e));
             return p;
         }
-        Err(_) => {
+        Err(ConnectError::TimedOut) => {
             p.message = format!("Open error {}", errno_text(&timed_out()));
             return p;
         }
     };
-    p.bits |= if t.addr.is_ipv4() {
-        GOOD_IPV4
-    } else {
-        GOOD_IPV6
+    p.bits |= match &t.dest {
+        Dest::Tcp(a) if a.is_ipv4() => GOOD_IPV4,
+        Dest::Tcp(_) => GOOD_IPV6,
+        Dest::Uds(_) => GOOD_UNIX,
     };
     let now = Instant::now();
     if remaining_ms(deadline, now) <= 0 {
@@ -215,18 +242,22 @@ pub async fn poke(t: &Target) -> Poke {
 
 /// Writes the probe's bytes (inserting the PROXY v1 line if needed) before `deadline`. The
 /// write side is never shut down (see the module comment).
-async fn send(stream: &mut TcpStream, t: &Target, deadline: Instant) -> io::Result<()> {
+async fn send(stream: &mut Stream, t: &Target, deadline: Instant) -> io::Result<()> {
     let limit = monoio::time::Instant::from_std(deadline);
     let res = match t.proxy_v1_at {
         None => monoio::time::timeout_at(limit, stream.write_all(Shared(t.request.clone())))
             .await
             .map(|(r, _)| r),
         Some(at) => {
-            let local = stream.local_addr()?;
+            // Over a Unix socket there is no address to name (Varnish: `PROXY UNKNOWN`).
+            let line = match stream {
+                Stream::Tcp(s) => proxy_v1_line(s.local_addr()?),
+                Stream::Unix(_) => "PROXY UNKNOWN\r\n".to_string(),
+            };
             let at = at.min(t.request.len());
             let mut bytes = Vec::with_capacity(t.request.len() + 108);
             bytes.extend_from_slice(&t.request[..at]);
-            bytes.extend_from_slice(proxy_v1_line(local).as_bytes());
+            bytes.extend_from_slice(line.as_bytes());
             bytes.extend_from_slice(&t.request[at..]);
             monoio::time::timeout_at(limit, stream.write_all(bytes))
                 .await
@@ -242,7 +273,7 @@ async fn send(stream: &mut TcpStream, t: &Target, deadline: Instant) -> io::Resu
 /// Reads until EOF (or, with `expect_close = false`, until the deadline), keeping the first
 /// [`RESP_BUF`] bytes. `Err` is the message of a receive error (Varnish's loop at :345).
 async fn receive(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     t: &Target,
     deadline: Instant,
     kept: &mut [u8; RESP_BUF],
@@ -584,7 +615,7 @@ mod tests {
     fn target(addr: SocketAddr) -> Target {
         Target {
             name: "b".into(),
-            addr,
+            dest: crate::backend::Dest::Tcp(addr),
             request: http_request(&spec("/health"), "example.test").into(),
             proxy_v1_at: None,
             expected: 200,
@@ -933,10 +964,12 @@ mod tests {
             preamble: None,
             via: None,
             authority: None,
+            wait_limit: None,
+            wait_timeout: None,
             probe: Some(0),
         };
-        let t = Target::for_backend(&def, &s, false).unwrap();
-        assert_eq!(t.addr, "192.0.2.1:8081".parse().unwrap());
+        let t = Target::for_backend(&def, None, &s, false).unwrap();
+        assert_eq!(t.dest, Dest::Tcp("192.0.2.1:8081".parse().unwrap()));
         assert_eq!(
             &*t.request,
             b"GET /hc HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
@@ -946,8 +979,8 @@ mod tests {
             (t.timeout, t.expect_close),
             (Duration::from_millis(500), false)
         );
-        let t = Target::for_backend(&def, &s, true).unwrap();
-        assert_eq!(t.addr, "[2001:db8::1]:8081".parse().unwrap());
+        let t = Target::for_backend(&def, None, &s, true).unwrap();
+        assert_eq!(t.dest, Dest::Tcp("[2001:db8::1]:8081".parse().unwrap()));
         let raw = ProbeSpec {
             request: ProbeRequest::Raw(Arc::from(&b"OPTIONS * HTTP/1.1\r\n\r\n"[..])),
             ..s
@@ -956,14 +989,14 @@ mod tests {
             proxy_header: 0,
             ..def
         };
-        let t = Target::for_backend(&def, &raw, false).unwrap();
+        let t = Target::for_backend(&def, None, &raw, false).unwrap();
         assert_eq!(&*t.request, b"OPTIONS * HTTP/1.1\r\n\r\n");
         assert_eq!(t.proxy_v1_at, None);
         let none = BackendDef {
             endpoint: Endpoint::None,
             ..def
         };
-        assert!(Target::for_backend(&none, &raw, false).is_none());
+        assert!(Target::for_backend(&none, None, &raw, false).is_none());
     }
 
     #[test]

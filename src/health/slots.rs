@@ -207,7 +207,7 @@ mod tests {
     fn probe(interval_ms: u64) -> ProbeWant {
         ProbeWant {
             name: "web".into(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 80)),
+            dest: crate::backend::Dest::Tcp(SocketAddr::from(([127, 0, 0, 1], 80))),
             request: std::sync::Arc::from(&b"GET / HTTP/1.1\r\n\r\n"[..]),
             proxy_v1_at: None,
             expected: 200,

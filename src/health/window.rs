@@ -118,6 +118,8 @@ pub struct Window {
     changed: Option<f64>,
     /// The verdict logged at creation.
     created: Transition,
+    /// Real pokes recorded since creation (the synthetic `initial` ones do not count).
+    pokes: u64,
 }
 
 impl Window {
@@ -140,6 +142,7 @@ impl Window {
             sick: false,
             changed: None,
             created: Transition::StillHealthy,
+            pokes: 0,
         };
         w.reset_history();
         // VBP_Update_Backend at creation, against `sick = 0`; undated (no clock here).
@@ -220,6 +223,7 @@ impl Window {
     /// Records one probe (`vbp_task`: start_poke, poke, has_poked, update). `now` (seconds, any
     /// epoch the caller likes) dates a change of verdict.
     pub fn poke(&mut self, p: &Poke, now: f64) -> Transition {
+        self.pokes += 1;
         self.start_poke();
         for (i, (flag, _, _)) in BITMAPS.iter().enumerate() {
             if p.bits & flag != 0 {
@@ -232,6 +236,11 @@ impl Window {
         }
         self.has_poked();
         self.update(now)
+    }
+
+    /// Real pokes recorded since creation (0 until the first probe has answered or failed).
+    pub fn pokes(&self) -> u64 {
+        self.pokes
     }
 
     /// Happy pokes among the last `window`.

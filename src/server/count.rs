@@ -10,7 +10,6 @@ use bytes::Bytes;
 use crate::backend::fetch::{FetchError, Fetched};
 use crate::stats::vbe::VbeSlot;
 use crate::stats::{Vbe, C};
-use crate::vcl::exec::BackendRef;
 
 use super::env::Running;
 use super::shard::Shard;
@@ -35,18 +34,11 @@ impl Shard {
         self.shared.stats.vbe_shard(self.id).slot(slot)
     }
 
-    /// `bereq.backend` gave no backend to fetch from. A plain backend that is sick counts as
-    /// Varnish's `vbe_dir_getfd` counts it (`MAIN.backend_unhealthy`, `VBE.unhealthy`); a
-    /// director with no healthy member counts nothing (Varnish: "no backend").
-    pub fn count_unresolved(&self, run: &Running, backend: Option<BackendRef>) {
-        let Some(BackendRef::Backend(id)) = backend else {
-            return;
-        };
-        let Some(be) = run.vcl.backends.get(id) else {
-            return;
-        };
-        if !run.health.board.healthy(be.slot) {
-            self.counters().inc(C::backend_unhealthy);
+    /// A fetch to backend `id` of `run` is not attempted because it is sick (`VBE.unhealthy`;
+    /// `MAIN.backend_unhealthy` is counted where the choice is made). A director with no
+    /// healthy member counts nothing (Varnish: "no backend").
+    pub fn count_unhealthy(&self, run: &Running, id: usize) {
+        if let Some(be) = run.vcl.backends.get(id) {
             self.vbe(be.slot).inc(Vbe::unhealthy);
         }
     }
@@ -75,14 +67,17 @@ impl Shard {
 
     /// A fetch to slot `slot` failed before a response: a connection that could not be opened
     /// is `VBE.fail` and one of its `fail_*` reasons (`MAIN.backend_fail` is counted where the
-    /// connect failed).
+    /// connect failed); a fetch refused at `.max_connections` is `VBE.busy`, one not tried
+    /// during a holddown `VBE.helddown` (their `MAIN` counters are counted where they happen).
     pub fn count_fetch_error(&self, slot: usize, e: &FetchError) {
+        let v = self.vbe(slot);
         let why = match e {
+            FetchError::Busy => return v.inc(Vbe::busy),
+            FetchError::HeldDown => return v.inc(Vbe::helddown),
             FetchError::ConnectTimeout => Vbe::fail_etimedout,
             FetchError::Connect(io) => connect_failure(io.raw_os_error()),
             _ => return,
         };
-        let v = self.vbe(slot);
         v.inc(Vbe::fail);
         v.inc(why);
     }

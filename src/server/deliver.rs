@@ -8,12 +8,11 @@
 //! themselves (`Content-Length`, or chunked for an unknown length), answer conditional requests
 //! with 304 from a cached 200, and decide keep-alive.
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
 use crate::backend::fetch::Fetched;
+use crate::backend::Endpoint;
 use crate::cache::Object;
 use crate::http::chunked;
 use crate::http::request::Version;
@@ -288,7 +287,7 @@ pub async fn write_stream(
     headers: &Headers,
     extra: Option<StreamExtra>,
     mut f: Fetched,
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     xid: u64,
     slot: usize,
 ) -> Sent {
@@ -353,7 +352,7 @@ pub async fn write_stream(
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 Err(e) => {
-                    log_fetch_error(shard, xid, addr, &e);
+                    log_fetch_error(shard, xid, "", Some(endpoint), &e);
                     shard.counters().inc(C::fetch_failed);
                     // The response is cut short: the client must see the connection end.
                     return closed(sent_body);
@@ -394,7 +393,7 @@ pub async fn write_stream(
     shard.counters().add(C::s_resp_bodybytes, sent_body);
     shard.count_beresp_body(slot, sent_body);
     if f.body.is_done() || no_body || ci.head {
-        super::fetch_fsm::release(shard, f, addr);
+        super::fetch_fsm::release(shard, f, endpoint);
     }
     Sent {
         next: if keep_alive {

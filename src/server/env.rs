@@ -4,11 +4,16 @@
 //! writes, and a director's choice depends on it. [`Running`] answers with a few atomic loads
 //! per backend, so `std.healthy` in `vcl_recv` costs a shard nothing. Directors pick through
 //! the pure functions of `crate::director`; what they need beyond the VCL's configuration is
-//! kept here, per shard: round-robin and least-connections cursors, a random generator, and the
-//! count of fetches in flight per backend ([`InUse`]).
+//! kept here, per shard: round-robin and least-connections cursors and a random generator. The
+//! count of fetches in flight per backend (least_connections, `.max_connections`) is shared by
+//! all shards: an atomic on the VCL's backend (`server::conn_slot`).
+//!
+//! Failover: a fetch whose backend refused it (connect failed, busy, held down) resolves its
+//! director again with that backend's slot in a *skip list*; skipped slots count as sick for
+//! that resolution only, so every policy (round-robin, fallback order, hash weights, the shard
+//! ring's next alternative) picks its own next candidate.
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -26,8 +31,6 @@ use crate::vcl::LoadedVcl;
 pub struct Running {
     pub vcl: Arc<LoadedVcl>,
     pub health: Arc<Health>,
-    /// This shard's fetches in flight per backend slot.
-    pub in_use: Rc<InUse>,
     /// Per director (by object id): this shard's round-robin or least-connections cursor.
     cursors: Box<[Cell<u32>]>,
     /// State of this shard's generator for the random director and the shard director's
@@ -37,12 +40,11 @@ pub struct Running {
 
 impl Running {
     /// `seed` decorrelates the shards' random draws (any value).
-    pub fn new(vcl: Arc<LoadedVcl>, health: Arc<Health>, in_use: Rc<InUse>, seed: u64) -> Running {
+    pub fn new(vcl: Arc<LoadedVcl>, health: Arc<Health>, seed: u64) -> Running {
         let cursors = (0..vcl.directors.len()).map(|_| Cell::new(0)).collect();
         Running {
             vcl,
             health,
-            in_use,
             cursors,
             rng: Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
         }
@@ -63,11 +65,11 @@ impl Env for Running {
     }
 
     fn resolve_backend(&self, be: BackendRef) -> Option<BackendRef> {
-        self.resolve(be, &NO_SITE).map(BackendRef::Backend)
+        self.resolve(be, &NO_SITE, &[]).map(BackendRef::Backend)
     }
 
     fn resolve_at(&self, be: BackendRef, site: &Site<'_>) -> Option<BackendRef> {
-        self.resolve(be, site).map(BackendRef::Backend)
+        self.resolve(be, site, &[]).map(BackendRef::Backend)
     }
 
     fn object_call(
@@ -94,7 +96,7 @@ impl Env for Running {
             (ObjectKind::Shard, "backend") => match shard_call(name, args, site.sub)? {
                 ShardCall::Lazy => Ok(Value::Backend(Some(BackendRef::Director(obj)))),
                 ShardCall::Now { by, params } => {
-                    Ok(Value::Backend(self.shard_pick(obj, by, params, site)))
+                    Ok(Value::Backend(self.shard_pick(obj, by, params, site, &[])))
                 }
             },
             (ObjectKind::Shard, "key") => {
@@ -119,17 +121,24 @@ impl Running {
     /// The backend a request for `be` goes to: a plain backend if it is healthy; a director's
     /// pick by its policy, resolved again while it is a director (layering). `site` gives the
     /// shard director its key (at fetch time: `bereq.url` and, for a cache fetch, the hash
-    /// inputs). `None`: nothing healthy, and the fetch fails as Varnish's does (503).
-    pub fn resolve(&self, be: BackendRef, site: &Site<'_>) -> Option<BackendId> {
-        self.resolve_from(be, site, 0)
+    /// inputs). `skip`: backend slots taken as sick for this resolution (failover). `None`:
+    /// nothing healthy, and the fetch fails as Varnish's does (503).
+    pub fn resolve(&self, be: BackendRef, site: &Site<'_>, skip: &[usize]) -> Option<BackendId> {
+        self.resolve_from(be, site, skip, 0)
     }
 
-    fn resolve_from(&self, be: BackendRef, site: &Site<'_>, depth: usize) -> Option<BackendId> {
+    fn resolve_from(
+        &self,
+        be: BackendRef,
+        site: &Site<'_>,
+        skip: &[usize],
+        depth: usize,
+    ) -> Option<BackendId> {
         match be {
-            BackendRef::Backend(id) => self.backend_healthy(id).then_some(id),
+            BackendRef::Backend(id) => self.backend_healthy(id, skip).then_some(id),
             BackendRef::Director(obj) if depth < director::MAX_DEPTH => {
-                let m = self.pick(obj, site, depth)?;
-                self.resolve_from(m, site, depth + 1)
+                let m = self.pick(obj, site, skip, depth)?;
+                self.resolve_from(m, site, skip, depth + 1)
             }
             BackendRef::Director(_) => None,
         }
@@ -137,15 +146,21 @@ impl Running {
 
     /// `std.healthy(be)`: a backend's board state, a director's "any member healthy".
     pub fn is_healthy(&self, be: BackendRef) -> bool {
-        let board = &self.health.board;
-        self.vcl.healthy_with(be, &|slot| board.healthy(slot))
+        self.healthy_skipping(be, &[])
     }
 
-    fn backend_healthy(&self, id: BackendId) -> bool {
+    /// [`Self::is_healthy`] with the slots in `skip` taken as sick.
+    fn healthy_skipping(&self, be: BackendRef, skip: &[usize]) -> bool {
+        let board = &self.health.board;
+        self.vcl
+            .healthy_with(be, &|slot| board.healthy(slot) && !skip.contains(&slot))
+    }
+
+    fn backend_healthy(&self, id: BackendId, skip: &[usize]) -> bool {
         self.vcl
             .backends
             .get(id)
-            .is_some_and(|b| self.health.board.healthy(b.slot))
+            .is_some_and(|b| self.health.board.healthy(b.slot) && !skip.contains(&b.slot))
     }
 
     fn director(&self, obj: ObjId) -> Result<&DirectorRt, String> {
@@ -156,9 +171,15 @@ impl Running {
     }
 
     /// Director `obj`'s member for this request (not resolved further), by its policy.
-    fn pick(&self, obj: ObjId, site: &Site<'_>, depth: usize) -> Option<BackendRef> {
+    fn pick(
+        &self,
+        obj: ObjId,
+        site: &Site<'_>,
+        skip: &[usize],
+        depth: usize,
+    ) -> Option<BackendRef> {
         let d = self.vcl.directors.get(obj)?;
-        let healthy = |m: BackendRef| self.is_healthy(m);
+        let healthy = |m: BackendRef| self.healthy_skipping(m, skip);
         let members = &d.members;
         match d.kind? {
             ObjectKind::RoundRobin => {
@@ -172,7 +193,8 @@ impl Running {
                 let before = d.current.load(Ordering::Relaxed);
                 let mut cur = before;
                 let m = fallback::pick(members, d.sticky, &mut cur, healthy);
-                if d.sticky && cur != before {
+                // A failover's pick is for one fetch: it does not move a sticky fallback.
+                if d.sticky && cur != before && skip.is_empty() {
                     d.current.store(cur, Ordering::Relaxed);
                 }
                 m
@@ -189,7 +211,7 @@ impl Running {
             }
             // Resolved lazily: Varnish's defaults (by=HASH, alt=0, rampup, healthy=CHOSEN).
             ObjectKind::Shard => {
-                self.shard_pick(obj, ShardBy::Hash, shard::Params::for_key(0), site)
+                self.shard_pick(obj, ShardBy::Hash, shard::Params::for_key(0), site, skip)
             }
             // Varnish's hash director has no resolve of its own: `.backend(key)` picks at once.
             ObjectKind::Hash | ObjectKind::ShardParam => None,
@@ -203,6 +225,7 @@ impl Running {
         by: ShardBy,
         mut params: shard::Params,
         site: &Site<'_>,
+        skip: &[usize],
     ) -> Option<BackendRef> {
         let sh = self.vcl.directors.get(obj)?.shard.as_deref()?;
         params.key = by.key(site);
@@ -213,7 +236,7 @@ impl Running {
             changed: &changed,
             draw: &mut draw,
         };
-        sh.pick(&params, |m| self.is_healthy(m), &mut dice)
+        sh.pick(&params, |m| self.healthy_skipping(m, skip), &mut dice)
     }
 
     /// When `be`'s health last changed (a director: never), for the shard director's rampup.
@@ -228,14 +251,14 @@ impl Running {
         }
     }
 
-    /// Fetches in flight on this shard to `be` (a director: the sum over its members).
+    /// Fetches in flight to `be` on all shards (a director: the sum over its members).
     fn in_use_of(&self, be: BackendRef, depth: usize) -> u32 {
         match be {
             BackendRef::Backend(id) => self
                 .vcl
                 .backends
                 .get(id)
-                .map_or(0, |b| self.in_use.get(b.slot)),
+                .map_or(0, |b| b.in_use.load(Ordering::Relaxed)),
             BackendRef::Director(_) if depth >= director::MAX_DEPTH => 0,
             BackendRef::Director(obj) => self.vcl.directors.get(obj).map_or(0, |d| {
                 d.members
@@ -252,58 +275,6 @@ impl Running {
         let r = random::next_unit(&mut s);
         self.rng.set(s);
         r
-    }
-}
-
-/// Fetches in flight per backend slot on one shard: what `least_connections` compares. A
-/// fetch holds an [`InUseGuard`] from the moment its backend is chosen until its connection is
-/// released (after the body, for a streamed response).
-#[derive(Debug, Default)]
-pub struct InUse {
-    counts: RefCell<Vec<u32>>,
-}
-
-impl InUse {
-    /// Fetches in flight to slot `slot`.
-    pub fn get(&self, slot: usize) -> u32 {
-        self.counts.borrow().get(slot).copied().unwrap_or(0)
-    }
-
-    /// Counts one more fetch to `slot` until the guard is dropped.
-    pub fn enter(self: &Rc<Self>, slot: usize) -> InUseGuard {
-        {
-            let mut c = self.counts.borrow_mut();
-            if c.len() <= slot {
-                c.resize(slot + 1, 0);
-            }
-            c[slot] = c[slot].saturating_add(1);
-        }
-        InUseGuard {
-            table: self.clone(),
-            slot,
-        }
-    }
-}
-
-/// One fetch in flight (see [`InUse`]).
-#[derive(Debug)]
-pub struct InUseGuard {
-    table: Rc<InUse>,
-    slot: usize,
-}
-
-impl InUseGuard {
-    /// The backend slot this fetch goes to.
-    pub fn slot(&self) -> usize {
-        self.slot
-    }
-}
-
-impl Drop for InUseGuard {
-    fn drop(&mut self) {
-        if let Some(c) = self.table.counts.borrow_mut().get_mut(self.slot) {
-            *c = c.saturating_sub(1);
-        }
     }
 }
 
@@ -338,7 +309,7 @@ mod tests {
     }
 
     fn running(vcl: Arc<LoadedVcl>) -> Running {
-        Running::new(vcl, Arc::new(Health::new()), Rc::new(InUse::default()), 1)
+        Running::new(vcl, Arc::new(Health::new()), 1)
     }
 
     fn site(url: &'static str) -> Site<'static> {
@@ -358,7 +329,7 @@ mod tests {
     fn names(run: &Running, obj: ObjId, n: usize) -> String {
         (0..n)
             .map(
-                |_| match run.resolve(BackendRef::Director(obj), &site("/x")) {
+                |_| match run.resolve(BackendRef::Director(obj), &site("/x"), &[]) {
                     Some(id) => run.vcl.backends[id].name.to_string(),
                     None => "-".into(),
                 },
@@ -376,7 +347,7 @@ mod tests {
         ));
         let r1 = running(v.clone());
         assert_eq!(names(&r1, 0, 4), "a b c a");
-        let r2 = Running::new(v.clone(), r1.health.clone(), Rc::new(InUse::default()), 2);
+        let r2 = Running::new(v.clone(), r1.health.clone(), 2);
         assert_eq!(names(&r2, 0, 2), "a b", "another shard has its own cursor");
         r1.health.board.set_probe(v.backends[1].slot, false);
         assert_eq!(names(&r1, 0, 3), "c a c");
@@ -417,7 +388,7 @@ mod tests {
              sub vcl_recv {{ set req.backend_hint = fb.backend(); }}\n"
         ));
         let r1 = running(v.clone());
-        let r2 = Running::new(v.clone(), r1.health.clone(), Rc::new(InUse::default()), 2);
+        let r2 = Running::new(v.clone(), r1.health.clone(), 2);
         r1.health.board.set_probe(v.backends[0].slot, false);
         assert_eq!(names(&r1, 0, 1), "b");
         r1.health.board.set_probe(v.backends[0].slot, true);
@@ -432,16 +403,50 @@ mod tests {
              sub vcl_recv {{ set req.backend_hint = lc.backend(); }}\n"
         ));
         let r = running(v.clone());
-        let busy_a = r.in_use.enter(v.backends[0].slot);
-        let busy_b = r.in_use.enter(v.backends[1].slot);
-        let _busy_b2 = r.in_use.enter(v.backends[1].slot);
+        let busy = |i: usize, n: u32| v.backends[i].in_use.store(n, Ordering::Relaxed);
+        busy(0, 1);
+        busy(1, 2);
         assert_eq!(names(&r, 0, 2), "c c");
-        let busy_c = r.in_use.enter(v.backends[2].slot);
-        let _busy_c2 = r.in_use.enter(v.backends[2].slot);
+        busy(2, 2);
         assert_eq!(names(&r, 0, 1), "a");
-        drop((busy_a, busy_b, busy_c));
-        assert_eq!(r.in_use.get(v.backends[0].slot), 0);
+        busy(0, 0);
+        busy(1, 1);
+        busy(2, 1);
         assert_eq!(names(&r, 0, 1), "a");
+    }
+
+    #[test]
+    fn failover_skips_slots_in_every_policy() {
+        let v = load(&format!(
+            "{BACKENDS}sub vcl_init {{\n\
+               new rr = directors.round_robin(); rr.add_backend(a); rr.add_backend(b); rr.add_backend(c);\n\
+               new fb = directors.fallback(sticky = true); fb.add_backend(a); fb.add_backend(b); fb.add_backend(c);\n\
+               new sh = directors.shard(); sh.add_backend(a); sh.add_backend(b); sh.add_backend(c); sh.reconfigure();\n\
+             }}\n\
+             sub vcl_recv {{ set req.backend_hint = rr.backend(); }}\n"
+        ));
+        let r = running(v.clone());
+        let slot = |i: usize| v.backends[i].slot;
+        let s = site("/k");
+        // fallback: a skipped first member gives the second, without moving the sticky cursor.
+        let fb = BackendRef::Director(1);
+        assert_eq!(r.resolve(fb, &s, &[slot(0)]), Some(1));
+        assert_eq!(r.resolve(fb, &s, &[slot(0), slot(1)]), Some(2));
+        assert_eq!(r.resolve(fb, &s, &[]), Some(0), "sticky member unchanged");
+        assert_eq!(r.resolve(fb, &s, &[slot(0), slot(1), slot(2)]), None);
+        // round-robin: never the skipped one.
+        let rr = BackendRef::Director(0);
+        for _ in 0..6 {
+            assert_ne!(r.resolve(rr, &s, &[slot(1)]), Some(1));
+        }
+        // shard: the ring's next alternative, stable for the key.
+        let sh = BackendRef::Director(2);
+        let first = r.resolve(sh, &s, &[]).expect("a backend");
+        let next = r.resolve(sh, &s, &[slot(first)]).expect("another");
+        assert_ne!(first, next);
+        assert_eq!(r.resolve(sh, &s, &[slot(first)]), Some(next));
+        // A plain backend has no candidate but itself.
+        assert_eq!(r.resolve(BackendRef::Backend(0), &s, &[slot(0)]), None);
     }
 
     #[test]
@@ -455,7 +460,7 @@ mod tests {
         assert_eq!(v.directors[0].members.len(), 3);
         let r = running(v.clone());
         // Lazy resolution hashes the URL (no hash inputs): stable per URL.
-        let lazy = |url: &'static str| r.resolve(BackendRef::Director(0), &site(url));
+        let lazy = |url: &'static str| r.resolve(BackendRef::Director(0), &site(url), &[]);
         for i in 0..20 {
             let url: &'static str = Box::leak(format!("/u{i}").into_boxed_str());
             assert_eq!(lazy(url), lazy(url));
@@ -478,7 +483,7 @@ mod tests {
             },
         );
         assert_eq!(
-            r.resolve(BackendRef::Director(0), &s)
+            r.resolve(BackendRef::Director(0), &s, &[])
                 .map(BackendRef::Backend),
             direct
         );

@@ -11,13 +11,13 @@
 //! TTLs: `beresp.ttl` is relative to now, as VCL sees it; the object keeps `t_origin` (the
 //! origin's generation time, `Age` removed), so its stored TTL is `beresp.ttl + (now - t_origin)`.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::backend::fetch::{self, FetchError, FetchLimits, Fetched};
+use crate::backend::conn::{self, Endpoint};
+use crate::backend::fetch::{self, FetchError, FetchLimits, Fetched, Target};
 use crate::cache::ttl;
 use crate::cache::{CacheKey, ObjKind, Object, VarySpec};
 use crate::http::{write, Headers};
@@ -25,7 +25,8 @@ use crate::stats::C;
 use crate::vcl::exec::{self, BackendRef, BereqCtx, BerespCtx, Ctx, Outcome, Site};
 use crate::vcl::program::Method as Sub;
 
-use super::env::{call_vcl, InUseGuard, Running};
+use super::conn_slot::{self, ConnGuard};
+use super::env::{call_vcl, Running};
 use super::io::secs;
 use super::shard::{unix_now, BusyGuard, Shard};
 
@@ -57,9 +58,9 @@ pub struct Streamed {
     pub age: u64,
     pub f: Fetched,
     /// Where `f`'s connection goes back to when the body is read whole.
-    pub addr: SocketAddr,
-    /// Counts the fetch as in flight (least_connections) until the response is delivered.
-    pub in_use: InUseGuard,
+    pub endpoint: Endpoint,
+    /// The fetch's claim on its backend connection, until the response is delivered.
+    pub conn: ConnGuard,
 }
 
 /// How a fetch ended, for the client side.
@@ -134,37 +135,19 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                     hash: (ctx.hash.parts > 0).then_some(&ctx.hash.buf[..]),
                     now: ctx.now,
                 };
-                let target = bereq.backend.and_then(|b| run.resolve(b, &site));
-                let Some((id, addr, slot)) = target.and_then(|id| {
-                    let be = run.vcl.backends.get(id)?;
-                    Some((id, be.addr?, be.slot))
-                }) else {
-                    let why = match (bereq.backend, target) {
-                        (None, _) => "no backend".to_string(),
-                        (Some(b @ BackendRef::Director(_)), None) => {
-                            format!("Director {} returned no backend", name_of(&run.vcl, b))
-                        }
-                        (Some(b), _) => {
-                            format!("backend {}: unhealthy or unreachable", name_of(&run.vcl, b))
-                        }
-                    };
-                    shard.count_unresolved(run, bereq.backend);
-                    crate::logs::emit(
-                        "FetchError",
-                        format!("FetchError {xid} shard={} {why}", shard.id),
-                    );
-                    st = St::Error(503, None);
-                    continue;
+                let out = Outgoing {
+                    body: &r.body,
+                    has_body: r.has_body,
+                    conn: &r.conn,
                 };
-                let in_use = run.in_use.enter(slot);
-                match send(shard, run, bereq, id, addr, &r.body, r.has_body).await {
-                    Err(e) => {
-                        shard.count_fetch_error(slot, &e);
-                        log_fetch_error(shard, xid, addr, &e);
-                        St::Error(503, None)
-                    }
-                    Ok(f) => {
-                        shard.count_beresp_head(slot, &f, &bereq.method[..] == b"HEAD");
+                match send_to_candidates(shard, run, bereq, &site, &out, xid).await {
+                    None => St::Error(503, None),
+                    Some(Sent {
+                        f,
+                        id,
+                        endpoint,
+                        conn,
+                    }) => {
                         // The response head has just arrived: lifetimes count from now.
                         ctx.now = unix_now();
                         let kept = match &mode {
@@ -195,9 +178,9 @@ pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOu
                             hit_for_pass,
                             mode,
                             xid,
-                            in_use,
+                            conn,
                         };
-                        return finish(shard, &mut ctx, r.req_headers, f, addr, how).await;
+                        return finish(shard, &mut ctx, r.req_headers, f, endpoint, how).await;
                     }
                 }
             }
@@ -263,23 +246,125 @@ fn name_of(vcl: &crate::vcl::LoadedVcl, b: BackendRef) -> String {
     }
 }
 
-/// Serialises `bereq` and sends it to backend `id` at `addr`.
-async fn send(
+/// A backend response head on its way in: which backend sent it, the endpoint its connection
+/// goes back to, and the fetch's claim on that connection.
+struct Sent {
+    f: Fetched,
+    id: usize,
+    endpoint: Endpoint,
+    conn: ConnGuard,
+}
+
+/// What a fetch sends besides `bereq`: the request body and the client's addresses (for a
+/// PROXY header).
+struct Outgoing<'a> {
+    body: &'a Bytes,
+    has_body: bool,
+    conn: &'a exec::Conn,
+}
+
+/// Resolves `bereq.backend` and sends the request. When the chosen backend refuses it before
+/// any byte was sent (connect failed, busy, held down), an idempotent fetch through a director
+/// moves on to the director's next healthy candidate, at most `director_failover_max` times
+/// (Varnish stops at the first: its issues #2765, #977). `None`: the fetch failed (logged).
+async fn send_to_candidates(
+    shard: &Shard,
+    run: &Running,
+    bereq: &BereqCtx,
+    site: &Site<'_>,
+    r: &Outgoing<'_>,
+    xid: u64,
+) -> Option<Sent> {
+    let counters = shard.counters();
+    let Some(start) = bereq.backend else {
+        crate::logs::emit(
+            "FetchError",
+            format!("FetchError {xid} shard={} No backend", shard.id),
+        );
+        return None;
+    };
+    let send_body = !bereq.body_unset && (r.has_body || !r.body.is_empty());
+    let retryable = !send_body
+        || matches!(
+            &bereq.method[..],
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        );
+    let failover_max = match start {
+        BackendRef::Director(_) if retryable => shard.shared.params.director_failover_max,
+        _ => 0,
+    };
+    let mut skip: Vec<usize> = Vec::new();
+    loop {
+        let Some(id) = run.resolve(start, site, &skip) else {
+            let name = name_of(&run.vcl, start);
+            let why = match start {
+                BackendRef::Director(_) if skip.is_empty() => {
+                    format!("Director {name} returned no backend")
+                }
+                BackendRef::Director(_) => {
+                    format!(
+                        "Director {name}: no other candidate after {} failovers",
+                        skip.len()
+                    )
+                }
+                BackendRef::Backend(b) => {
+                    counters.inc(C::backend_unhealthy);
+                    shard.count_unhealthy(run, b);
+                    format!("backend {name}: unhealthy")
+                }
+            };
+            crate::logs::emit(
+                "FetchError",
+                format!("FetchError {xid} shard={} {why}", shard.id),
+            );
+            return None;
+        };
+        let be = run.vcl.backends.get(id)?;
+        match attempt(shard, run, bereq, id, r, send_body, retryable).await {
+            Ok(sent) => return Some(sent),
+            Err(e) => {
+                shard.count_fetch_error(be.slot, &e);
+                log_fetch_error(shard, xid, &be.name, be.endpoint.as_ref(), &e);
+                if e.before_send() && (skip.len() as u64) < failover_max {
+                    skip.push(be.slot);
+                    counters.inc(C::backend_failover);
+                    continue;
+                }
+                return None;
+            }
+        }
+    }
+}
+
+/// One try of backend `id`: holddown, a connection claim (maybe queued), then the request.
+async fn attempt(
     shard: &Shard,
     run: &Running,
     bereq: &BereqCtx,
     id: usize,
-    addr: SocketAddr,
-    body: &Bytes,
-    has_body: bool,
-) -> Result<Fetched, FetchError> {
+    r: &Outgoing<'_>,
+    send_body: bool,
+    retryable: bool,
+) -> Result<Sent, FetchError> {
+    let counters = shard.counters();
     let Some(be) = run.vcl.backends.get(id) else {
         return Err(FetchError::Connect(std::io::Error::other(
             "no such backend",
         )));
     };
-    let send_body = !bereq.body_unset && (has_body || !body.is_empty());
-    let wire = serialize_bereq(bereq, &be.host_header, body, send_body);
+    let Some(endpoint) = be.endpoint.as_ref() else {
+        return Err(FetchError::Connect(std::io::Error::other(
+            "backend none: no address",
+        )));
+    };
+    let board = &shard.shared.health.board;
+    if board.held_down(be.slot, unix_now()) {
+        counters.inc(C::backend_helddown);
+        return Err(FetchError::HeldDown);
+    }
+    let conn = conn_slot::acquire(shard, &run.vcl, id).await?;
+    let wire = serialize_bereq(bereq, &be.host_header, r.body, send_body);
+    let params = &shard.shared.params;
     let mut limits: FetchLimits = shard.fetch_limits;
     let pick = |vcl: Option<f64>, backend: Option<f64>, dflt| vcl.or(backend).map_or(dflt, secs);
     limits.connect = pick(bereq.connect_timeout, be.connect_timeout, limits.connect);
@@ -293,25 +378,56 @@ async fn send(
         be.between_bytes_timeout,
         limits.between_bytes,
     );
-    let method = &bereq.method[..];
-    let head_request = method == b"HEAD";
-    let retryable = matches!(
-        method,
-        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
-    ) || !send_body;
-    let sizes = (wire.len(), if send_body { body.len() } else { 0 });
-    let r = fetch::fetch(
+    let target = Target {
+        endpoint,
+        proxy: proxy_header(be.proxy_header, r.conn),
+    };
+    let head_request = &bereq.method[..] == b"HEAD";
+    let sizes = (wire.len(), if send_body { r.body.len() } else { 0 });
+    let result = fetch::fetch(
         &shard.pool,
-        shard.counters(),
-        addr,
+        counters,
+        &target,
         wire,
         head_request,
         retryable,
         &limits,
     )
     .await;
-    shard.count_bereq(be.slot, &r, sizes);
-    r
+    shard.count_bereq(be.slot, &result, sizes);
+    match result {
+        Ok(f) => {
+            shard.count_beresp_head(be.slot, &f, head_request);
+            Ok(Sent {
+                f,
+                id,
+                endpoint: endpoint.clone(),
+                conn,
+            })
+        }
+        Err(e) => {
+            if let FetchError::Connect(io) = &e {
+                let (remote, local) = (
+                    params.backend_remote_error_holddown,
+                    params.backend_local_error_holddown,
+                );
+                if let Some(d) = conn::holddown_for(io, remote, local) {
+                    board.hold_down(be.slot, unix_now() + d);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The PROXY header a `.proxy_header` backend gets on this fetch's connection: the client's
+/// address and the address it connected to (Varnish's `VPX_Send_Proxy`).
+pub fn proxy_header(version: u8, c: &exec::Conn) -> Option<Vec<u8>> {
+    match version {
+        1 => Some(conn::proxy_v1(c.client_ip, c.server_ip)),
+        2 => Some(conn::proxy_v2(c.client_ip, c.server_ip, None)),
+        _ => None,
+    }
 }
 
 /// The backend request on the wire: request line, `bereq.http`, `Host` from the backend when
@@ -421,7 +537,7 @@ struct FinishHow {
     hit_for_pass: Option<Option<f64>>,
     mode: FetchMode,
     xid: u64,
-    in_use: InUseGuard,
+    conn: ConnGuard,
 }
 
 /// `vcl_backend_response` returned deliver (or pass): store, mark or stream.
@@ -430,7 +546,7 @@ async fn finish(
     ctx: &mut Ctx<'_>,
     req_headers: &Headers,
     mut f: Fetched,
-    addr: SocketAddr,
+    endpoint: Endpoint,
     how: FinishHow,
 ) -> FetchOutcome {
     let now = ctx.now;
@@ -459,9 +575,9 @@ async fn finish(
         && f.body
             .known_length()
             .is_some_and(|n| n as usize > shard.object_max);
-    let slot = how.in_use.slot();
-    let in_use = how.in_use;
-    let streamed = |f: Fetched, beresp: BerespCtx| {
+    let slot = how.conn.slot();
+    let conn = how.conn;
+    let streamed = |f: Fetched, beresp: BerespCtx, endpoint: Endpoint| {
         FetchOutcome::Stream(Box::new(Streamed {
             status: beresp.status,
             reason: beresp.reason,
@@ -474,12 +590,12 @@ async fn finish(
                 .unwrap_or(0),
             headers: beresp.headers,
             f,
-            addr,
-            in_use,
+            endpoint,
+            conn,
         }))
     };
     let (key, guard) = match how.mode {
-        FetchMode::Pass => return streamed(f, beresp),
+        FetchMode::Pass => return streamed(f, beresp, endpoint),
         FetchMode::Miss { key, guard, .. } => (key, Guard::Client(guard)),
         FetchMode::Background { key, guard } => (key, Guard::Background(guard)),
     };
@@ -491,20 +607,20 @@ async fn finish(
     if let Some((kind, ttl)) = mark {
         let m = marker(kind, ttl);
         guard.complete(shard, key, m);
-        return streamed(f, beresp);
+        return streamed(f, beresp, endpoint);
     }
     let body = match how.reuse_body {
         Some(b) => b,
         None => match f.body.read_all(shard.object_max).await {
             Ok(b) => shard.counted_body(slot, b),
             Err(e) => {
-                log_fetch_error(shard, xid, addr, &e);
+                log_fetch_error(shard, xid, "", Some(&endpoint), &e);
                 shard.counters().inc(C::fetch_failed);
                 return guard.fail(shard, xid);
             }
         },
     };
-    release(shard, f, addr);
+    release(shard, f, &endpoint);
     let (head, headers) =
         Object::build_head_and_headers(beresp.status, &beresp.reason, &beresp.headers);
     let obj = Arc::new(Object {
@@ -606,15 +722,24 @@ fn fail(shard: &Shard, mode: FetchMode, xid: u64) -> FetchOutcome {
 }
 
 /// Ends a fetch whose body was read whole: its connection goes back to the pool if reusable.
-pub fn release(shard: &Shard, f: Fetched, addr: SocketAddr) {
+pub fn release(shard: &Shard, f: Fetched, endpoint: &Endpoint) {
     let mut pool = shard.pool.borrow_mut();
-    f.body.release(&mut pool, addr, shard.counters());
+    f.body.release(&mut pool, endpoint, shard.counters());
 }
 
-pub fn log_fetch_error(shard: &Shard, xid: u64, addr: SocketAddr, e: &FetchError) {
+/// `FetchError <xid> shard=<n> backend=<name> <address> <what>`, to the event log.
+pub fn log_fetch_error(
+    shard: &Shard,
+    xid: u64,
+    name: &str,
+    endpoint: Option<&Endpoint>,
+    e: &FetchError,
+) {
+    let at = endpoint.map_or_else(|| "-".to_string(), |ep| ep.dest.to_string());
+    let name = if name.is_empty() { "-" } else { name };
     let line = format!(
-        "FetchError {} shard={} backend={} {}",
-        xid, shard.id, addr, e
+        "FetchError {xid} shard={} backend={name} {at} {e}",
+        shard.id
     );
     crate::logs::emit("FetchError", line);
 }

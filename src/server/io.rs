@@ -12,14 +12,17 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 /// Smallest free space offered to one read.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Reads once, appending to `buf`. Returns the bytes read (0 = EOF) and the buffer.
-pub async fn read_more(stream: &mut TcpStream, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+pub async fn read_more<S: AsyncReadRent>(
+    stream: &mut S,
+    mut buf: BytesMut,
+) -> (io::Result<usize>, BytesMut) {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
@@ -39,7 +42,11 @@ pub enum Read {
 
 /// `read_more` bounded by `limit`. On `TimedOut` the buffer is gone with the cancelled operation
 /// and the connection must be closed.
-pub async fn read_timeout(stream: &mut TcpStream, buf: BytesMut, limit: Duration) -> Read {
+pub async fn read_timeout<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: BytesMut,
+    limit: Duration,
+) -> Read {
     match monoio::time::timeout(limit, read_more(stream, buf)).await {
         Err(_) => Read::TimedOut,
         Ok((Ok(0), buf)) => Read::Eof(buf),
@@ -120,8 +127,8 @@ pub async fn write_head_body(
 }
 
 /// Writes all of `buf`, bounded by `limit`; gives the buffer back on success.
-pub async fn write_all_timeout<T: monoio::buf::IoBuf + 'static>(
-    stream: &mut TcpStream,
+pub async fn write_all_timeout<T: monoio::buf::IoBuf + 'static, S: AsyncWriteRent>(
+    stream: &mut S,
     buf: T,
     limit: Duration,
 ) -> Write<T> {

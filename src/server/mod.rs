@@ -7,6 +7,7 @@
 //! listeners and build everything else (runtime, pools, their part of the cache) on their own
 //! thread, so io_uring rings are created by the thread that submits to them.
 
+pub mod conn_slot;
 pub mod count;
 pub mod deliver;
 pub mod env;
@@ -47,6 +48,10 @@ pub struct Shared {
     pub inboxes: Vec<mpsc::UnboundedSender<ShardMsg>>,
     /// Backend health: the board shards read.
     pub health: Arc<crate::health::Health>,
+    /// Heartbeats, open connections and the drain flag (`lifecycle`).
+    pub pulse: crate::lifecycle::Pulse,
+    /// How often each shard bumps its heartbeat.
+    pub heartbeat_every: Duration,
 }
 
 /// Which io engine a runtime got.
@@ -219,9 +224,24 @@ fn load_vcl(src: &VclSource) -> Result<LoadedVcl, BootError> {
     }
 }
 
-/// Boots the server and serves until the process is stopped.
-pub fn run(config: Config) -> Result<(), BootError> {
+/// Boots the server and serves until a `SIGTERM`/`SIGINT` drain ends; returns the exit status.
+pub fn run(config: Config) -> Result<i32, BootError> {
     let started = std::time::Instant::now();
+    // Before any thread exists, so every thread inherits the mask (see `lifecycle::signals`).
+    let signals = crate::lifecycle::signals::Signals::block()
+        .map_err(|e| BootError(format!("cannot block signals: {e}")))?;
+    let notifier = crate::lifecycle::notify::Notifier::from_env();
+    let watchdog = match crate::lifecycle::notify::watchdog_timeout(
+        std::env::var_os("WATCHDOG_USEC").as_deref(),
+        std::env::var_os("WATCHDOG_PID").as_deref(),
+        std::process::id(),
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("ringcache: systemd: {e}; no watchdog pings");
+            None
+        }
+    };
     let available = core_affinity::get_core_ids().unwrap_or_default();
     let n_avail = available.len().max(1);
     let shards = match config.params.cores {
@@ -240,6 +260,14 @@ pub fn run(config: Config) -> Result<(), BootError> {
 
     let vcl = load_vcl(&config.vcl)?;
     let (listeners, bound) = bind_all(&config.listen, shards)?;
+    // The lifecycle thread's handles on every listening socket, to shut them down at drain.
+    let mut listener_dups = Vec::new();
+    for l in listeners.iter().flatten() {
+        listener_dups.push(
+            l.try_clone()
+                .map_err(|e| BootError(format!("cannot duplicate a listener: {e}")))?,
+        );
+    }
     // Bound before any shard starts, so a bad -T or -S is a clean startup error.
     let admin = crate::admin::server::bind(&config.admin).map_err(BootError)?;
     let metrics = bind_metrics(&config.params.metrics_listen)?;
@@ -296,6 +324,8 @@ pub fn run(config: Config) -> Result<(), BootError> {
         stats: stats.clone(),
         inboxes,
         health: health.clone(),
+        pulse: crate::lifecycle::Pulse::new(shards),
+        heartbeat_every: crate::lifecycle::heartbeat_every(watchdog),
     });
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Engine, String>>();
@@ -350,7 +380,7 @@ pub fn run(config: Config) -> Result<(), BootError> {
         .start(crate::admin::commands::Context {
             counters: readings.clone(),
             secret: config.admin.secret.clone(),
-            control: Some(control),
+            control: Some(control.clone()),
         })
         .map_err(|e| BootError(format!("cannot start the admin thread: {e}")))?;
     for a in &admin_addrs {
@@ -372,10 +402,28 @@ pub fn run(config: Config) -> Result<(), BootError> {
         }
     };
     eprintln!("ringcache: ready ({shards} shards, {engine_name})");
-    for t in threads {
-        let _ = t.join();
+    // The shard threads are not joined: they serve until the process exits, which the
+    // lifecycle thread decides (after a drain, they have no connection left).
+    drop(threads);
+    let exit = crate::lifecycle::Lifecycle {
+        signals,
+        notifier,
+        watchdog,
+        control,
+        shared,
+        listeners: listener_dups,
+        vcl_file: match &config.vcl {
+            VclSource::File(p) => Some(p.clone()),
+            VclSource::Backend(_) => None,
+        },
+        drain_timeout: Duration::try_from_secs_f64(config.params.drain_timeout)
+            .unwrap_or(Duration::MAX),
     }
-    Ok(())
+    .run();
+    // Lines and access records still queued reach their files before the process exits.
+    crate::logs::flush(Duration::from_secs(2));
+    crate::logs::access::flush(Duration::from_secs(2));
+    Ok(exit.code())
 }
 
 /// Binds `-p metrics_listen` (empty: off) before any shard starts.
@@ -413,6 +461,15 @@ async fn shard_main(
         }
     }
     monoio::spawn(shard::inbox_loop(shard.clone(), inbox));
+    let beating = shard.clone();
+    monoio::spawn(async move {
+        // Moves only while this runtime runs its tasks: the systemd watchdog's proof of life.
+        let every = beating.shared.heartbeat_every;
+        loop {
+            beating.shared.pulse.beat(beating.id);
+            monoio::time::sleep(every).await;
+        }
+    });
     let ticker = shard.clone();
     monoio::spawn(async move {
         loop {
@@ -430,10 +487,15 @@ async fn shard_main(
     for t in accept_tasks {
         t.await;
     }
+    // Draining: the listeners are closed; sessions in flight finish on this runtime until the
+    // lifecycle thread ends the process.
+    std::future::pending::<()>().await;
 }
 
-/// Accepts connections for ever. The accept future is never dropped while in flight (monoio
-/// 0.2.4 leaks the fd of an accept that completes after cancellation).
+/// Accepts connections until the drain. The accept future is never dropped while in flight
+/// (monoio 0.2.4 leaks the fd of an accept that completes after cancellation): the drain
+/// `shutdown()`s the listening socket, the accept in flight completes with an error, and the
+/// loop ends; the listener is closed when it returns.
 async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
     loop {
         match listener.accept().await {
@@ -445,9 +507,11 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
                     continue;
                 }
                 c.inc(C::sess_conn);
-                shard.conns.set(shard.conns.get() + 1);
+                shard.conn_opened();
+                // Accepted as the drain began: served (its response says `Connection: close`).
                 monoio::spawn(session::serve(shard.clone(), stream, peer));
             }
+            Err(_) if shard.shared.pulse.draining() => return,
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off briefly instead of spinning.
                 crate::logs::emit(

@@ -13,14 +13,18 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
+use crate::backend::Stream;
 use crate::stats::C;
 
+use super::conn_slot::ConnGuard;
 use super::shard::Shard;
 
 /// A tunnel ready to run: the backend connection with the request already sent.
 pub struct PipeJob {
-    pub backend: TcpStream,
+    pub backend: Stream,
     pub idle: Duration,
+    /// The tunnel's claim on a backend connection, released when it ends.
+    pub _conn: ConnGuard,
 }
 
 /// Bytes one read may bring.

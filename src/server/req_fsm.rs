@@ -18,6 +18,7 @@ use std::sync::{Arc, LazyLock};
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
+use crate::backend::{Endpoint, Stream};
 use crate::cache::{CacheKey, ObjKind, Object};
 use crate::http::request::{BodyFraming, RequestHead, Version};
 use crate::http::{write, Headers};
@@ -26,6 +27,7 @@ use crate::stats::C;
 use crate::vcl::exec::{self, BereqCtx, Ctx, ObjView, Outcome, ReqCtx, RespCtx, Site};
 use crate::vcl::program::Method as Sub;
 
+use super::conn_slot::{self, ConnGuard};
 use super::deliver::{self, ClientInfo, Next, Sent, StreamExtra};
 use super::env::{call_vcl, Running};
 use super::fetch_fsm::{self, is_conditional, is_hop_by_hop, FetchMode, FetchOutcome, FetchReq};
@@ -46,17 +48,23 @@ pub enum Done {
 
 /// A pipe to open: the serialised backend request and where it goes.
 pub struct PipeRequest {
-    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
+    /// The backend's name, for logs.
+    pub name: Box<str>,
     pub connect_timeout: std::time::Duration,
+    /// The endpoint's preamble, the PROXY header if the backend wants one, the request.
     pub wire: Bytes,
     pub idle: std::time::Duration,
+    /// The tunnel's claim on a backend connection (`.max_connections`), until it ends.
+    pub conn: ConnGuard,
 }
 
 impl PipeRequest {
-    pub fn job(self, backend: TcpStream) -> PipeJob {
+    pub fn job(self, backend: Stream) -> PipeJob {
         PipeJob {
             backend,
             idle: self.idle,
+            _conn: self.conn,
         }
     }
 }
@@ -311,7 +319,8 @@ impl<'s> Task<'s> {
         ClientInfo {
             head: &self.req().method[..] == b"HEAD",
             version: self.version,
-            keep_alive: self.keep_alive,
+            // Once the drain has begun every response closes its connection.
+            keep_alive: self.keep_alive && !self.shard.draining(),
         }
     }
 
@@ -667,7 +676,7 @@ impl<'s> Task<'s> {
     /// `vcl_deliver` for a streamed backend response, then stream it.
     async fn deliver_stream(&mut self, stream: &mut TcpStream, s: fetch_fsm::Streamed) -> Go {
         let features = self.run.vcl.features;
-        let slot = s.in_use.slot();
+        let slot = s.conn.slot();
         self.ctx.obj = if features.deliver_uses_obj {
             let (head, headers) = Object::build_head_and_headers(s.status, &s.reason, &s.headers);
             Some(ObjView {
@@ -709,7 +718,7 @@ impl<'s> Task<'s> {
                             &s.headers,
                             Some(extra),
                             s.f,
-                            s.addr,
+                            &s.endpoint,
                             self.xid,
                             slot,
                         )
@@ -744,7 +753,7 @@ impl<'s> Task<'s> {
                         &resp.headers,
                         None,
                         s.f,
-                        s.addr,
+                        &s.endpoint,
                         self.xid,
                         slot,
                     )
@@ -831,32 +840,59 @@ impl<'s> Task<'s> {
             hash: None,
             now: self.ctx.now,
         };
-        let target = bereq.backend.and_then(|b| self.run.resolve(b, &site));
-        let Some(be) = target.and_then(|id| self.run.vcl.backends.get(id)) else {
-            self.shard.count_unresolved(self.run, bereq.backend);
+        let target = bereq.backend.and_then(|b| self.run.resolve(b, &site, &[]));
+        let Some((id, be)) = target.and_then(|id| Some((id, self.run.vcl.backends.get(id)?)))
+        else {
+            if let Some(crate::vcl::exec::BackendRef::Backend(b)) = bereq.backend {
+                self.shard.counters().inc(C::backend_unhealthy);
+                self.shard.count_unhealthy(self.run, b);
+            }
             let line = format!("FetchError {} pipe: no healthy backend", self.xid);
             crate::logs::emit("FetchError", line);
             return Step::Synth(503, None).into();
         };
-        let Some(addr) = be.addr else {
+        let Some(endpoint) = be.endpoint.clone() else {
             return Step::Synth(503, None).into();
         };
-
-        let wire = fetch_fsm::serialize_bereq(
+        if self.run.health.board.held_down(be.slot, unix_now()) {
+            self.shard.counters().inc(C::backend_helddown);
+            self.shard.vbe(be.slot).inc(crate::stats::Vbe::helddown);
+            let line = format!(
+                "FetchError {} pipe: backend {} held down",
+                self.xid, be.name
+            );
+            crate::logs::emit("FetchError", line);
+            return Step::Synth(503, None).into();
+        }
+        // A tunnel does not queue: at .max_connections it is refused at once.
+        let Some(conn) = conn_slot::try_acquire(self.shard, &self.run.vcl, id) else {
+            self.shard.vbe(be.slot).inc(crate::stats::Vbe::busy);
+            let line = format!("FetchError {} pipe: backend {} busy", self.xid, be.name);
+            crate::logs::emit("FetchError", line);
+            return Step::Synth(503, None).into();
+        };
+        let request = fetch_fsm::serialize_bereq(
             &bereq,
             &be.host_header,
             &self.body,
             self.has_body && !bereq.body_unset,
         );
+        let proxy = fetch_fsm::proxy_header(be.proxy_header, &self.ctx.conn);
+        let mut wire = Vec::new();
+        wire.extend_from_slice(endpoint.preamble.as_deref().unwrap_or_default());
+        wire.extend_from_slice(proxy.as_deref().unwrap_or_default());
+        wire.extend_from_slice(&request);
         let connect = bereq
             .connect_timeout
             .or(be.connect_timeout)
             .map_or(self.shard.fetch_limits.connect, secs);
         Go::Done(Done::Pipe(PipeRequest {
-            addr,
+            endpoint,
+            name: be.name.clone(),
             connect_timeout: connect,
-            wire,
+            wire: Bytes::from(wire),
             idle: secs(shared.params.pipe_timeout),
+            conn,
         }))
     }
 }

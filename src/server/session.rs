@@ -11,8 +11,10 @@
 //! never reach VCL (400, 413, 414, 431, 501, 505). After `return (pipe)` the connection leaves
 //! HTTP and becomes a tunnel (`pipe`).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
@@ -48,8 +50,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         local,
         rbuf: BytesMut::with_capacity(4096),
     };
+    let mut served = false;
     loop {
-        let head = match read_head(&shard, &mut conn).await {
+        let head = match read_head(&shard, &mut conn, served).await {
             Ok(Some(h)) => h,
             Ok(None) => break,
             Err(e) => {
@@ -89,23 +92,30 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             peer: conn.peer,
             local: conn.local,
         };
+        served = true;
         match req_fsm::handle(&shard, &mut conn.stream, info, head, body).await {
             Done::Next(Next::KeepAlive) => continue,
             Done::Next(Next::Close) => break,
             Done::Pipe(p) => {
                 let xid = shard.next_xid();
                 run_pipe(&shard, conn, p, xid).await;
-                shard.conns.set(shard.conns.get().saturating_sub(1));
+                shard.conn_closed();
                 return;
             }
         }
     }
-    shard.conns.set(shard.conns.get().saturating_sub(1));
+    shard.conn_closed();
 }
 
 /// Reads until a complete request head is buffered. `Ok(None)`: the client went away or idled
-/// out between requests (close quietly).
-async fn read_head(shard: &Shard, conn: &mut Conn) -> Result<Option<RequestHead>, ParseError> {
+/// out between requests (close quietly), or the drain began while this keep-alive connection
+/// (`kept`: it has served a request) waited for its next request with nothing buffered. A new
+/// connection gets its first request served even during the drain.
+async fn read_head(
+    shard: &Shard,
+    conn: &mut Conn,
+    kept: bool,
+) -> Result<Option<RequestHead>, ParseError> {
     let idle = secs(shard.shared.params.timeout_idle);
     loop {
         if !conn.rbuf.is_empty() {
@@ -114,7 +124,21 @@ async fn read_head(shard: &Shard, conn: &mut Conn) -> Result<Option<RequestHead>
             }
         }
         let buf = std::mem::take(&mut conn.rbuf);
-        match read_timeout(&mut conn.stream, buf, idle).await {
+        let read = if kept && buf.is_empty() {
+            // Dropping the read when the drain wins is safe: the connection closes.
+            match race(
+                read_timeout(&mut conn.stream, buf, idle),
+                shard.drain_started(),
+            )
+            .await
+            {
+                Some(r) => r,
+                None => return Ok(None),
+            }
+        } else {
+            read_timeout(&mut conn.stream, buf, idle).await
+        };
+        match read {
             Read::Data(_, b) => conn.rbuf = b,
             Read::Eof(_) | Read::Failed(_) => return Ok(None),
             Read::TimedOut => {
@@ -123,6 +147,22 @@ async fn read_head(shard: &Shard, conn: &mut Conn) -> Result<Option<RequestHead>
             }
         }
     }
+}
+
+/// `a`'s output, or `None` if `b` completes first (`a` is then dropped).
+async fn race<A: Future, B: Future<Output = ()>>(a: A, b: B) -> Option<A::Output> {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = a.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if b.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 enum BodyError {
@@ -207,18 +247,20 @@ async fn send_parse_error(shard: &Shard, conn: &mut Conn, e: &ParseError) {
 /// Opens the backend side of a `return (pipe)`, sends the request and what the client sent
 /// after it, then tunnels until both sides are done.
 async fn run_pipe(shard: &Shard, mut conn: Conn, p: PipeRequest, xid: u64) {
-    let connected = monoio::time::timeout(p.connect_timeout, TcpStream::connect_addr(p.addr)).await;
-    let why = match connected {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(format!("failed: {e}")),
-        Err(_) => Err("timed out".to_string()),
-    };
-    let mut backend = match why {
+    let connected = crate::backend::conn::connect(&p.endpoint.dest, p.connect_timeout).await;
+    let mut backend = match connected {
         Ok(s) => s,
-        Err(why) => {
+        Err(e) => {
+            let why = match e {
+                crate::backend::conn::ConnectError::Failed(e) => format!("failed: {e}"),
+                crate::backend::conn::ConnectError::TimedOut => "timed out".to_string(),
+            };
             crate::logs::emit(
                 "FetchError",
-                format!("FetchError {xid} pipe: connect to {} {why}", p.addr),
+                format!(
+                    "FetchError {xid} pipe: connect to {} ({}) {why}",
+                    p.name, p.endpoint.dest
+                ),
             );
             shard.counters().inc(C::backend_fail);
             let _ = deliver::send_plain(
@@ -234,7 +276,6 @@ async fn run_pipe(shard: &Shard, mut conn: Conn, p: PipeRequest, xid: u64) {
         }
     };
     shard.counters().inc(C::backend_conn);
-    let _ = backend.set_nodelay(true);
     let mut wire = Vec::with_capacity(p.wire.len() + conn.rbuf.len());
     wire.extend_from_slice(&p.wire);
     // Bytes the client sent after the request head (and body) belong to the tunnel.

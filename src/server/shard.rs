@@ -16,6 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use futures_channel::{mpsc, oneshot};
@@ -31,7 +32,7 @@ use crate::http::response::RespLimits;
 use crate::http::Headers;
 use crate::stats::{ShardCounters, C};
 
-use super::env::{InUse, Running};
+use super::env::Running;
 use super::Shared;
 
 /// What the owner tells a requester about its lookup.
@@ -90,6 +91,11 @@ pub enum ShardMsg {
         key: CacheKey,
         reply: oneshot::Sender<usize>,
     },
+    /// A connection of a backend at `.max_connections` was released somewhere: this shard's
+    /// fetches waiting for one try again (`conn_slot`).
+    ConnFreed,
+    /// From the lifecycle thread: the drain has begun; close idle keep-alive connections.
+    Drain,
 }
 
 /// Shard-local state. Lives in an `Rc` on its own thread.
@@ -109,8 +115,11 @@ pub struct Shard {
     pub object_max: usize,
     /// The active VCL as this shard last saw it, with the generation it had then.
     running: RefCell<(u64, Rc<Running>)>,
-    /// Fetches in flight per backend slot (least_connections), kept across `vcl.use`.
-    in_use: Rc<InUse>,
+    /// This shard's fetches waiting for a connection under `.max_connections`, woken (all of
+    /// them: each re-checks its own backend) by [`ShardMsg::ConnFreed`].
+    pub conn_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Idle keep-alive connections waiting for their next request, woken at drain.
+    idle: RefCell<slab::Slab<Waker>>,
 }
 
 impl Shard {
@@ -139,7 +148,6 @@ impl Shard {
             clock_skew: p.clock_skew,
         };
         let conn_limit = p.client_conn_max.div_ceil(shared.shards as u64).max(1);
-        let in_use = Rc::new(InUse::default());
         Shard {
             id,
             store: RefCell::new(Store::new(StoreLimits {
@@ -163,12 +171,48 @@ impl Shard {
                 Rc::new(Running::new(
                     shared.active.current(),
                     shared.health.clone(),
-                    in_use.clone(),
                     id as u64,
                 )),
             )),
-            in_use,
+            conn_waiters: RefCell::new(Vec::new()),
+            idle: RefCell::new(slab::Slab::new()),
             shared,
+        }
+    }
+
+    /// A client connection was accepted.
+    pub fn conn_opened(&self) {
+        let n = self.conns.get() + 1;
+        self.conns.set(n);
+        self.shared.pulse.set_open(self.id, n);
+    }
+
+    /// A client connection ended.
+    pub fn conn_closed(&self) {
+        let n = self.conns.get().saturating_sub(1);
+        self.conns.set(n);
+        self.shared.pulse.set_open(self.id, n);
+    }
+
+    /// Has the drain begun? Responses then say `Connection: close`.
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.shared.pulse.draining()
+    }
+
+    /// Completes when the drain begins (at once if it has): what an idle keep-alive
+    /// connection waits on beside its read.
+    pub fn drain_started(&self) -> DrainStarted<'_> {
+        DrainStarted {
+            shard: self,
+            key: None,
+        }
+    }
+
+    /// Wakes every idle connection; each removes its own entry when it sees the drain.
+    fn wake_idle(&self) {
+        for (_, w) in self.idle.borrow().iter() {
+            w.wake_by_ref();
         }
     }
 
@@ -183,7 +227,6 @@ impl Shard {
                 Rc::new(Running::new(
                     self.shared.active.current(),
                     self.shared.health.clone(),
-                    self.in_use.clone(),
                     self.id as u64,
                 )),
             );
@@ -317,6 +360,12 @@ impl Shard {
             ShardMsg::Purge { key, reply } => {
                 let _ = reply.send(self.owner_purge(&key));
             }
+            ShardMsg::ConnFreed => {
+                for w in self.conn_waiters.take() {
+                    let _ = w.send(());
+                }
+            }
+            ShardMsg::Drain => self.wake_idle(),
         }
     }
 
@@ -405,23 +454,6 @@ impl Shard {
         self.pool.borrow_mut().sweep(Instant::now());
         self.update_gauges();
         self.counters().set(C::sess_open, self.conns.get());
-        // VBE.conn: this shard's fetches in flight, per slot it has counters for and per
-        // backend of the active VCL (a first fetch still in flight has no counters yet).
-        let vbe = self.shared.stats.vbe_shard(self.id);
-        let active = self.running.borrow().1.clone();
-        let slots = vbe
-            .allocated()
-            .chain(active.vcl.backends.iter().map(|b| b.slot));
-        for slot in slots {
-            let n = u64::from(self.in_use.get(slot));
-            if n == 0 && vbe.peek(slot).is_none() {
-                continue;
-            }
-            let v = vbe.slot(slot);
-            if v.get(crate::stats::Vbe::conn) != n {
-                v.set(crate::stats::Vbe::conn, n);
-            }
-        }
     }
 
     fn update_gauges(&self) {
@@ -431,6 +463,44 @@ impl Shard {
         c.set(C::storage_bytes, s.bytes_used as u64);
         c.set(C::n_expired, s.n_expired);
         c.set(C::n_lru_nuked, s.n_lru_nuked);
+    }
+}
+
+/// See [`Shard::drain_started`]. Its waker is registered with the shard while it waits and
+/// removed when it is dropped, so waiting costs one slab slot and nothing piles up.
+pub struct DrainStarted<'s> {
+    shard: &'s Shard,
+    key: Option<usize>,
+}
+
+impl std::future::Future for DrainStarted<'_> {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shard.draining() {
+            if let Some(k) = self.key.take() {
+                self.shard.idle.borrow_mut().try_remove(k);
+            }
+            return Poll::Ready(());
+        }
+        let mut idle = self.shard.idle.borrow_mut();
+        match self.key {
+            Some(k) if idle.contains(k) => idle[k].clone_from(cx.waker()),
+            _ => {
+                let k = idle.insert(cx.waker().clone());
+                drop(idle);
+                self.key = Some(k);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for DrainStarted<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.shard.idle.borrow_mut().try_remove(k);
+        }
     }
 }
 

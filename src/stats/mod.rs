@@ -157,12 +157,16 @@ counters!(C, TABLE {
     cache_hitmiss: Counter, "Cache hits for miss";
     cache_miss: Counter [shard], "Cache misses";
     backend_conn: Counter, "Backend connections opened";
-    backend_unhealthy: Counter, "Backend fetches not attempted: backend unhealthy";
-    backend_busy: Counter, "Backend fetches not attempted: max_connections reached";
+    backend_unhealthy: Counter, "Fetches not attempted because the backend was unhealthy";
+    backend_busy: Counter, "Fetches not attempted because the backend was at max_connections";
     backend_fail: Counter, "Backend connections failed";
     backend_reuse: Counter, "Backend connections reused from a pool";
     backend_recycle: Counter, "Backend connections returned to a pool";
     backend_retry: Counter, "Backend requests retried on a fresh connection";
+    backend_wait: Counter, "Fetches that queued for a connection at max_connections";
+    backend_wait_fail: Counter, "Queued fetches that got no connection (timeout, backend sick)";
+    backend_helddown: Counter, "Fetches not attempted because connects to the backend were held down";
+    backend_failover: Counter, "Fetches moved to the director's next candidate (ringcache extension)";
     fetch_head: Counter, "Fetches with no body (HEAD)";
     fetch_length: Counter, "Fetches with a Content-Length body";
     fetch_chunked: Counter, "Fetches with a chunked body";

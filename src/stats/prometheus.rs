@@ -374,12 +374,14 @@ mod tests {
                     name: "b1".into(),
                     slot: 1,
                     happy: 0b111,
+                    conn: 0,
                 },
                 PlaneBackend {
                     vcl: "boot".into(),
                     name: "we\"ird".into(),
                     slot: 2,
                     happy: 0,
+                    conn: 0,
                 },
             ],
             ..Plane::default()

@@ -24,6 +24,8 @@ pub struct PlaneBackend {
     pub slot: usize,
     /// The probe's happy bitmap (newest poke in bit 0); 0 without a probe.
     pub happy: u64,
+    /// Connections in use (over all shards).
+    pub conn: u64,
 }
 
 /// What the control plane adds to the shards' counters.
@@ -160,10 +162,10 @@ pub fn collect(stats: &Stats, plane: &Plane) -> Vec<Reading> {
             backend: b.name.clone(),
         };
         for (i, def) in VBE_TABLE.iter().enumerate() {
-            let value = if i == Vbe::happy as usize {
-                b.happy
-            } else {
-                totals[i]
+            let value = match i {
+                i if i == Vbe::happy as usize => b.happy,
+                i if i == Vbe::conn as usize => b.conn,
+                _ => totals[i],
             };
             out.push(Reading::of(group.clone(), def, value));
         }
@@ -214,12 +216,14 @@ mod tests {
                     name: "b1".into(),
                     slot: 0,
                     happy: 0b1011,
+                    conn: 1,
                 },
                 PlaneBackend {
                     vcl: "v2".into(),
                     name: "b1".into(),
                     slot: 0,
                     happy: 0b1011,
+                    conn: 1,
                 },
             ],
             poller: Some(PollerStats {
@@ -266,6 +270,7 @@ mod tests {
         // A slot shared by two VCLs shows under both names.
         assert_eq!(find(&r, "VBE.boot.b1.req").map(|x| x.value), Some(5));
         assert_eq!(find(&r, "VBE.v2.b1.req").map(|x| x.value), Some(5));
+        assert_eq!(find(&r, "VBE.v2.b1.conn").map(|x| x.value), Some(1));
         let happy = find(&r, "VBE.boot.b1.happy").expect("happy");
         assert_eq!((happy.value, happy.kind), (0b1011, CounterKind::Bitmap));
         assert_eq!(

@@ -965,6 +965,8 @@ impl<'a> Ck<'a> {
             preamble: None,
             via: None,
             authority: None,
+            wait_limit: None,
+            wait_timeout: None,
             probe: None,
         };
         let fields = match &b.def {
@@ -985,8 +987,12 @@ impl<'a> Ck<'a> {
             "preamble",
             "via",
             "authority",
+            "wait_limit",
+            "wait_timeout",
         ];
         let fields = self.fields_ok(fields, ALLOWED);
+        let mut authority: Option<(String, Span)> = None;
+        let mut host_header_span = None;
         let mut addr: Option<(Span, bool)> = None;
         let mut host: Option<(String, Span)> = None;
         let mut path: Option<(String, Span)> = None;
@@ -1014,8 +1020,20 @@ impl<'a> Ck<'a> {
                     }
                 }
                 "port" => port = self.field_str(f),
-                "host_header" => host_header = self.field_str(f),
-                "authority" => def.authority = self.field_str(f).map(Into::into),
+                "host_header" => {
+                    host_header = self.field_str(f);
+                    host_header_span = Some(value_span(f));
+                }
+                "authority" => authority = self.field_str(f).map(|a| (a, value_span(f))),
+                "wait_timeout" => def.wait_timeout = self.field_duration(f),
+                "wait_limit" => {
+                    if let Some((v, sp)) = self.field_uint(f) {
+                        match u32::try_from(v) {
+                            Ok(v) => def.wait_limit = Some(v),
+                            Err(_) => self.err(sp, "Value too large for .wait_limit"),
+                        }
+                    }
+                }
                 "connect_timeout" => def.connect_timeout = self.field_duration(f),
                 "first_byte_timeout" => def.first_byte_timeout = self.field_duration(f),
                 "between_bytes_timeout" => def.between_bytes_timeout = self.field_duration(f),
@@ -1051,7 +1069,23 @@ impl<'a> Ck<'a> {
                         kind: AK::Path(p),
                         span,
                     }) if p.parts.len() == 1 => {
-                        def.via = self.reference(Kind::Backend, &p.parts[0].name, *span);
+                        let name = &p.parts[0].name;
+                        if self.reference(Kind::Backend, name, *span).is_some() {
+                            // Varnish takes an existing symbol: a backend declared before.
+                            match self.backends.iter().position(|d| *d.name == **name) {
+                                Some(id) if self.backends[id].via.is_some() => {
+                                    self.err(*span, "Cannot stack .via backends at");
+                                }
+                                Some(id) => def.via = Some(id),
+                                None => self.err(
+                                    *span,
+                                    format!(
+                                        "Backend '{name}' must be declared before it is used \
+                                         in .via"
+                                    ),
+                                ),
+                            }
+                        }
                     }
                     _ => self.err(f.span, "Expected a backend name for .via"),
                 },
@@ -1092,6 +1126,39 @@ impl<'a> Ck<'a> {
         if addr.is_none() {
             self.err(b.name.span, "Expected .host or .path.");
             return def;
+        }
+        if def.via.is_some() {
+            match (&host, &path) {
+                (_, Some(_)) => self.err(b.name.span, "Cannot set both .via and .path."),
+                (Some((h, hs)), None) => {
+                    // Varnish's VCC: `.authority`, else `.host_header`, else `.host`; never
+                    // an IP address; the port is cut; `""` sends no TLV.
+                    let (val, sp, from) = match (&authority, &host_header) {
+                        (Some((a, sp)), _) => (a.clone(), *sp, None),
+                        (None, Some(hh)) => (
+                            hh.clone(),
+                            host_header_span.unwrap_or(*hs),
+                            Some("host_header"),
+                        ),
+                        (None, None) => (h.clone(), *hs, Some("host")),
+                    };
+                    if is_ip_literal(&val) {
+                        match from {
+                            None => self.err(sp, ".authority can not be an ip address with .via."),
+                            Some(f) => self.err_notes(
+                                sp,
+                                format!(
+                                    ".{f} used as authority can not be an ip address with .via."
+                                ),
+                                vec!["Hint: configure .authority explicitly".into()],
+                            ),
+                        }
+                    }
+                    let cut = val.split(':').next().unwrap_or("");
+                    def.authority = (!cut.is_empty()).then(|| cut.into());
+                }
+                (None, None) => {}
+            }
         }
         if def.probe.is_none() {
             def.probe = self.default_probe;
@@ -2495,6 +2562,26 @@ fn mask_ip(ip: IpAddr, prefix: u8) -> IpAddr {
 /// The one-byte span just after `s` (Varnish points at the token after a value it consumed).
 fn after(s: Span) -> Span {
     Span::new(s.file, s.end, s.end + 1)
+}
+
+/// Where a field's value is (the field itself when it is not an expression).
+fn value_span(f: &ast::Field) -> Span {
+    match &f.value {
+        ast::FieldValue::Expr(e) => e.span,
+        _ => f.span,
+    }
+}
+
+/// Varnish's `isip()` for `.authority`: an IPv4 or IPv6 literal, bracketed or not, with or
+/// without a port.
+fn is_ip_literal(s: &str) -> bool {
+    let t = s.trim();
+    if t.parse::<IpAddr>().is_ok() || t.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let host = t.rsplit_once(':').map_or(t, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<IpAddr>().is_ok()
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //! `Host` text as bytes and its health slot; `vcl_init` runs (recording the directors it
 //! builds); and the program is scanned for what the hot path can skip: when `vcl_deliver` never
 //! touches `resp.*` or `obj.*`, a hit is written from the object's pre-built head without
-//! materialising a response context. Shards only read a `LoadedVcl` (behind an `Arc`); nothing
-//! here is touched while serving except through `&self`.
+//! materialising a response context. Shards only read a `LoadedVcl` (behind an `Arc`); what
+//! they write while serving are atomics: per-backend connection counts and a sticky fallback's
+//! current member.
 //!
 //! `-b HOST:PORT` is not a special case: it is [`LoadedVcl::for_backend`], a generated VCL with
 //! one backend, compiled like any file, so the built-in VCL decides everything in both modes.
@@ -15,6 +16,7 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -22,25 +24,39 @@ use super::check::{compile, compile_file, CompileOptions};
 use super::diag::{Diagnostic, FileId, SourceMap};
 use super::exec::{self, BackendRef, Ctx, Env, Outcome, Site, Value};
 use super::program::{
-    BackendId, Endpoint, Expr, ExprKind, Method, ObjId, ObjectKind, Program, Stmt, VarRef,
+    self, BackendDef, BackendId, Expr, ExprKind, Method, ObjId, ObjectKind, Program, Stmt, VarRef,
 };
 use super::symbols::{Func, Sub};
+use crate::backend::conn::{self, Dest, Endpoint};
 use crate::cli::Backend;
 use crate::director::{self, shard};
 
 /// A backend as the data plane uses it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BackendRt {
     pub name: Box<str>,
-    /// `None`: `backend x none;` or a `.path` (Unix socket) backend, which ringcache cannot
-    /// reach (a fetch fails with a 503).
-    pub addr: Option<SocketAddr>,
+    /// Where its connections go and what they send first (`None`: `backend x none;`, every
+    /// fetch fails with a 503). A `.via` backend's endpoint is its proxy's, with a PROXY v2
+    /// preamble naming this backend's address and authority.
+    pub endpoint: Option<Endpoint>,
     /// `Host` of backend requests that carry none (`.host_header`, default the `.host` text).
     pub host_header: Bytes,
-    /// Seconds; `None`: the parameter.
+    /// Seconds; `None`: the parameter. A `.via` backend inherits its proxy's when unset.
     pub connect_timeout: Option<f64>,
     pub first_byte_timeout: Option<f64>,
     pub between_bytes_timeout: Option<f64>,
+    /// `.proxy_header`: 0, or the PROXY version sent on each fetch's own connection.
+    pub proxy_header: u8,
+    /// `.max_connections` (0: unlimited), counted across all shards in `in_use`.
+    pub max_connections: u32,
+    /// `.wait_limit` / `.wait_timeout`; `None`: the parameters.
+    pub wait_limit: Option<u32>,
+    pub wait_timeout: Option<f64>,
+    /// Fetches in flight to this backend on all shards, from the moment one is chosen until its
+    /// connection is released: what `.max_connections` limits and `least_connections` compares.
+    pub in_use: AtomicU32,
+    /// Fetches of all shards waiting for a connection under `.max_connections`.
+    pub waiting: AtomicU32,
     /// Health before any probe has run: a backend with a probe starts healthy only when the
     /// probe's `.initial` reaches its `.threshold` (Varnish's `vbp_insert`); without a probe
     /// it is always healthy.
@@ -48,6 +64,19 @@ pub struct BackendRt {
     /// Its health slot on the board (`health::slots`): the control plane assigns it when the
     /// VCL is loaded; before that, the backend's index.
     pub slot: usize,
+}
+
+impl BackendRt {
+    /// The TCP address of a plain TCP backend (none for `.path`, `.via` and `none`).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self.endpoint.as_ref()? {
+            Endpoint {
+                dest: Dest::Tcp(a),
+                preamble: None,
+            } => Some(*a),
+            _ => None,
+        }
+    }
 }
 
 /// A director built in `vcl_init`: what its kind needs to pick (`crate::director`). Fixed
@@ -340,22 +369,7 @@ impl LoadedVcl {
             .backends
             .iter()
             .enumerate()
-            .map(|(i, b)| BackendRt {
-                name: b.name.clone(),
-                addr: match &b.endpoint {
-                    Endpoint::Tcp { ipv4, ipv6 } => ipv4.or(*ipv6),
-                    Endpoint::None | Endpoint::Uds(_) => None,
-                },
-                host_header: Bytes::copy_from_slice(b.host_header.as_bytes()),
-                connect_timeout: b.connect_timeout,
-                first_byte_timeout: b.first_byte_timeout,
-                between_bytes_timeout: b.between_bytes_timeout,
-                initially_healthy: b
-                    .probe
-                    .and_then(|p| program.probes.get(p))
-                    .is_none_or(|p| p.initial >= p.threshold),
-                slot: i,
-            })
+            .map(|(i, b)| backend_rt(&program, i, b))
             .collect();
         let directors = run_init(&program)?;
         let features = Features {
@@ -427,6 +441,54 @@ impl LoadedVcl {
 }
 
 /// Every file of `map`, in the order they were read.
+/// The runtime form of backend `i`: endpoint (with `.via` and `.preamble`), inherited
+/// timeouts, limits.
+fn backend_rt(program: &Program, i: usize, b: &BackendDef) -> BackendRt {
+    let tcp = |e: &program::Endpoint| match e {
+        program::Endpoint::Tcp { ipv4, ipv6 } => ipv4.or(*ipv6),
+        _ => None,
+    };
+    let dest = |e: &program::Endpoint| match e {
+        program::Endpoint::Tcp { .. } => tcp(e).map(Dest::Tcp),
+        program::Endpoint::Uds(p) => Some(Dest::Uds(Arc::from(p.as_path()))),
+        program::Endpoint::None => None,
+    };
+    let via = b.via.and_then(|v| program.backends.get(v));
+    let endpoint = match via {
+        Some(proxy) => dest(&proxy.endpoint).and_then(|d| {
+            let to = tcp(&b.endpoint)?;
+            Some(Endpoint {
+                dest: d,
+                preamble: Some(conn::via_preamble(to, b.authority.as_deref())),
+            })
+        }),
+        None => dest(&b.endpoint).map(|d| Endpoint {
+            dest: d,
+            preamble: b.preamble.as_deref().map(Bytes::copy_from_slice),
+        }),
+    };
+    let inherit = |own: Option<f64>, f: fn(&BackendDef) -> Option<f64>| own.or(via.and_then(f));
+    BackendRt {
+        name: b.name.clone(),
+        endpoint,
+        host_header: Bytes::copy_from_slice(b.host_header.as_bytes()),
+        connect_timeout: inherit(b.connect_timeout, |p| p.connect_timeout),
+        first_byte_timeout: inherit(b.first_byte_timeout, |p| p.first_byte_timeout),
+        between_bytes_timeout: inherit(b.between_bytes_timeout, |p| p.between_bytes_timeout),
+        proxy_header: b.proxy_header,
+        max_connections: b.max_connections,
+        wait_limit: b.wait_limit,
+        wait_timeout: b.wait_timeout,
+        in_use: AtomicU32::new(0),
+        waiting: AtomicU32::new(0),
+        initially_healthy: b
+            .probe
+            .and_then(|p| program.probes.get(p))
+            .is_none_or(|p| p.initial >= p.threshold),
+        slot: i,
+    }
+}
+
 fn sources_of(map: &SourceMap) -> Vec<(String, String)> {
     (0..map.len())
         .filter_map(|i| map.file(FileId(i as u32)))
@@ -793,7 +855,7 @@ mod tests {
         };
         let v = LoadedVcl::for_backend(&b).expect("loads");
         assert_eq!(v.backends.len(), 1);
-        assert_eq!(v.backends[0].addr, Some(b.addr));
+        assert_eq!(v.backends[0].tcp_addr(), Some(b.addr));
         assert_eq!(&v.backends[0].host_header[..], b"origin.example:8080");
         assert!(v.backends[0].initially_healthy);
         assert_eq!(v.features, Features::default());

@@ -245,10 +245,16 @@ pub struct BackendDef {
     /// 0: none, else PROXY protocol version 1 or 2.
     pub proxy_header: u8,
     pub preamble: Option<Arc<[u8]>>,
-    /// `.via` (Varnish 7.3).
+    /// `.via` (Varnish 7.3): a backend declared earlier, itself without `.via`.
     pub via: Option<BackendId>,
-    /// `.authority` (Varnish 7.3).
+    /// The authority TLV a `.via` connection sends (Varnish 7.3): `.authority`, else
+    /// `.host_header`, else `.host`, without its port; `None` without `.via` or when `""`.
     pub authority: Option<Box<str>>,
+    /// `.wait_limit` (Varnish 7.6): how many fetches may queue at `.max_connections`;
+    /// `None`: the `backend_wait_limit` parameter.
+    pub wait_limit: Option<u32>,
+    /// `.wait_timeout` (Varnish 7.6), seconds; `None`: `backend_wait_timeout`.
+    pub wait_timeout: Option<f64>,
     /// Its `.probe`, or the `default` probe when it has none.
     pub probe: Option<ProbeId>,
 }

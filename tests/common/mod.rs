@@ -332,6 +332,8 @@ pub struct Server {
     stdout: Arc<LogBuf>,
     /// The VCL file of [`Server::with_vcl`], kept (and removed) with the server.
     vcl_file: Option<VclFile>,
+    /// The test saw it exit through [`Server::wait_exit`] (drop does not complain then).
+    exit_expected: bool,
 }
 
 /// The usual argument vector: `-a 127.0.0.1:0 -b <backend> -p cores=<n> <extra...>`.
@@ -409,9 +411,10 @@ pub fn vcl_backend(name: &str, addr: SocketAddr) -> String {
     )
 }
 
-fn spawn_child(args: &[&str]) -> (Child, Arc<LogBuf>, Arc<LogBuf>) {
+fn spawn_child(args: &[&str], env: &[(&str, &str)]) -> (Child, Arc<LogBuf>, Arc<LogBuf>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -477,7 +480,12 @@ impl Server {
     }
 
     pub fn try_start(args: &[&str]) -> Result<Server, String> {
-        let (mut child, stderr, stdout) = spawn_child(args);
+        Self::try_start_env(args, &[])
+    }
+
+    /// Like [`Server::try_start`], with extra environment variables for the child.
+    pub fn try_start_env(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
+        let (mut child, stderr, stdout) = spawn_child(args, env);
         let is_ready = |t: &str| t.lines().any(|l| l.contains("ringcache: ready ("));
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut status = None;
@@ -517,13 +525,14 @@ impl Server {
             stderr,
             stdout,
             vcl_file: None,
+            exit_expected: false,
         })
     }
 
     /// Runs ringcache expecting a startup failure; returns its exit status and stderr. Panics
     /// if it is still running after 10 s (it is killed first).
     pub fn start_expect_fail(args: &[&str]) -> (ExitStatus, String) {
-        let (mut child, stderr, _stdout) = spawn_child(args);
+        let (mut child, stderr, _stdout) = spawn_child(args, &[]);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -575,6 +584,31 @@ impl Server {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Sends signal `sig` (e.g. `libc::SIGTERM`) to the child.
+    pub fn signal(&self, sig: i32) {
+        let pid = i32::try_from(self.pid()).expect("pid fits in pid_t");
+        // SAFETY: kill(2) with a valid signal number on our own child; no memory is involved.
+        let r = unsafe { libc::kill(pid, sig) };
+        assert_eq!(r, 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
+    }
+
+    /// Waits up to `timeout` for the child to exit; the exit is then expected (no complaint
+    /// on drop). `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.exited() {
+                self.exit_expected = true;
+                self.stderr.wait(Duration::from_secs(2), |_, eof| eof);
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Panics if the child has exited.
     pub fn assert_alive(&mut self) {
         if let Some(st) = self.exited() {
@@ -604,7 +638,7 @@ impl Drop for Server {
                 "----- ringcache stderr (exit before kill: {died:?}) -----\n{}\n-----",
                 self.stderr.text()
             );
-        } else if let Some(st) = died {
+        } else if let (Some(st), false) = (died, self.exit_expected) {
             panic!(
                 "ringcache exited during the test ({st}); stderr:\n{}",
                 self.stderr.text()
