@@ -24,6 +24,7 @@ shard_tests!(
     prometheus_matches_stat,
     access_log_lines,
     vbe_conn_counts_fetches_in_flight,
+    vbe_busy_and_helddown,
 );
 
 // ------------------------------------------------------------------------------------------
@@ -1423,5 +1424,54 @@ fn vbe_conn_counts_fetches_in_flight(cores: usize) {
     assert_counters(&st, &[("VBE.boot.default.conn", 1)]);
     assert_eq!(t.join().expect("client"), 200);
     let want = [("VBE.boot.default.conn", 0), ("VBE.boot.default.req", 1)];
+    assert_counters(&wait_stats(s.admin_addr(), &want), &want);
+}
+
+// Goal: VBE.<vcl>.<backend>.busy counts a fetch refused at .max_connections and .helddown one
+// not tried while connects to the backend are held down (after a refused connect, whose
+// VBE.fail_econnrefused counts), each with its MAIN counterpart.
+fn vbe_busy_and_helddown(cores: usize) {
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r2 = release.clone();
+    let slow = Origin::start(move |_, _| {
+        wait_until(Duration::from_secs(20), || {
+            r2.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        Reply::ok("slow")
+    });
+    let dead = HeldDeadPort::new();
+    let vcl = format!(
+        "vcl 4.1;\n\
+         backend slow {{ .host = \"127.0.0.1\"; .port = \"{}\"; .max_connections = 1; }}\n\
+         backend dead {{ .host = \"127.0.0.1\"; .port = \"{}\"; }}\n\
+         sub vcl_recv {{\n\
+           if (req.url ~ \"^/dead\") {{ set req.backend_hint = dead; }}\n\
+           return (pass);\n\
+         }}\n",
+        slow.addr().port(),
+        dead.port
+    );
+    let s = Server::with_vcl(&vcl, cores, &["-p", "backend_remote_error_holddown=60"]);
+    let a = s.addr();
+    let t = std::thread::spawn(move || get(a, "/slow", &[]).status);
+    let st = wait_stats(s.admin_addr(), &[("VBE.boot.slow.conn", 1)]);
+    assert_counters(&st, &[("VBE.boot.slow.conn", 1)]);
+    assert_eq!(get(a, "/slow2", &[]).status, 503);
+    assert_eq!(get(a, "/dead", &[]).status, 503);
+    assert_eq!(get(a, "/dead2", &[]).status, 503);
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(t.join().expect("client"), 200);
+    let want = [
+        ("VBE.boot.slow.busy", 1),
+        ("MAIN.backend_busy", 1),
+        ("VBE.boot.slow.conn", 0),
+        ("VBE.boot.slow.req", 1),
+        ("VBE.boot.dead.fail", 1),
+        ("VBE.boot.dead.fail_econnrefused", 1),
+        ("VBE.boot.dead.helddown", 1),
+        ("MAIN.backend_helddown", 1),
+        ("VBE.boot.dead.req", 0),
+        ("MAIN.backend_req", 1),
+    ];
     assert_counters(&wait_stats(s.admin_addr(), &want), &want);
 }
