@@ -3,12 +3,14 @@
 //! The crate is split by domain: `http` (wire format), `cache` (objects, TTL rules, per-shard
 //! store), `backend` (per-core pools and fetches), `server` (boot, shards, sessions, the
 //! cross-shard path), `health` (the poller and the health board), `stats` (counters) and `params`
-//! (the one table of runtime parameters), `admin` (the Varnish CLI on `-T` and its clients). The
-//! control plane (flags, boot, poller, admin) and the data plane (shards) share only immutable
-//! configuration and atomics.
+//! (the one table of runtime parameters), `admin` (the Varnish CLI on `-T` and its clients),
+//! `bans` (the ban list's owner). The control plane (flags, boot, poller, admin, bans) and the
+//! data plane (shards) share only immutable snapshots (published under a generation counter)
+//! and atomics.
 
 pub mod admin;
 pub mod backend;
+pub mod bans;
 pub mod cache;
 pub mod cli;
 pub mod control;
