@@ -142,8 +142,9 @@ impl Bans {
                 *refs.entry(seq).or_default() += n as u64;
             }
         }
-        self.lock()
-            .iter()
+        // Rendered outside the lock: a shard adding a ban from VCL never waits for this.
+        let bans: Vec<_> = self.lock().iter().cloned().collect();
+        bans.iter()
             .map(|b| BanRow {
                 time: b.time,
                 refs: refs.get(&b.seq).copied().unwrap_or(0),

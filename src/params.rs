@@ -716,6 +716,20 @@ mod tests {
         assert!(help_text().contains("(startup only)"));
     }
 
+    // Goal: docs/admin.md documents every parameter's runtime behaviour (a row of its table),
+    // so a new row in params! cannot go undocumented.
+    #[test]
+    fn every_parameter_is_documented() {
+        let doc = include_str!("../docs/admin.md");
+        for d in TABLE {
+            assert!(
+                doc.contains(&format!("\n| `{}` | ", d.name)),
+                "docs/admin.md has no row for {}",
+                d.name
+            );
+        }
+    }
+
     #[test]
     fn sizes_and_durations() {
         assert_eq!(parse_bytes("256m"), Some(256 << 20));

@@ -425,7 +425,9 @@ impl<W> Store<W> {
     }
 
     /// The object a miss may revalidate (Varnish's keep): the newest expired, not yet dead,
-    /// normal 200 variant matching `req` that carries an `ETag` or `Last-Modified`.
+    /// normal 200 variant matching `req` that carries an `ETag` or `Last-Modified`, and that
+    /// has been tested against every ban known (a lookup tests the usable ones; an object it
+    /// skipped is not revalidated, so a banned one is never brought back by a 304).
     pub fn keep_candidate(&self, key: &CacheKey, req: &Headers, now: f64) -> Option<Arc<Object>> {
         let head = self.head(key)?;
         let mut best: Option<&Arc<Object>> = None;
@@ -439,6 +441,7 @@ impl<W> Store<W> {
                 && !o.is_fresh(now)
                 && !o.is_dead(now)
                 && o.vary.as_ref().is_none_or(|v| v.matches(req))
+                && node.ban_seq >= self.ban_newest
                 && (o.headers.contains("etag") || o.headers.contains("last-modified"));
             if usable && best.is_none_or(|b| o.t_origin > b.t_origin) {
                 best = Some(o);
