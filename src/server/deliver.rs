@@ -159,7 +159,7 @@ pub async fn write_obj(
     let c = shard.counters();
     c.add(C::s_resp_hdrbytes, head.len() as u64);
     c.add(C::s_resp_bodybytes, body.len() as u64);
-    let w = write_head_body(stream, head, body, secs(shard.shared.params.send_timeout)).await;
+    let w = write_head_body(stream, head, body, secs(shard.params().send_timeout)).await;
     Next::after(&w, ci.keep_alive)
 }
 
@@ -244,7 +244,7 @@ pub async fn write_resp(
     let c = shard.counters();
     c.add(C::s_resp_hdrbytes, head.len() as u64);
     c.add(C::s_resp_bodybytes, body.len() as u64);
-    let w = write_head_body(stream, head, body, secs(shard.shared.params.send_timeout)).await;
+    let w = write_head_body(stream, head, body, secs(shard.params().send_timeout)).await;
     Next::after(&w, keep_alive)
 }
 
@@ -269,7 +269,7 @@ pub async fn write_stream(
     endpoint: &Endpoint,
     xid: u64,
 ) -> Next {
-    let send_timeout = secs(shard.shared.params.send_timeout);
+    let send_timeout = secs(shard.params().send_timeout);
     let status = wire_status(status);
     let mut head = Vec::with_capacity(f.head.head_len + 160);
     let reason: &[u8] = if reason.is_empty() {

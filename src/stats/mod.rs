@@ -134,6 +134,19 @@ counters! {
     s_resp_bodybytes: Counter(Bytes), "Response body bytes sent";
     storage_bytes: Gauge(Bytes), "Bytes of cache storage in use";
     shard_hop: Counter, "Lookups sent to another shard (cross-shard hops)";
+    bans: Gauge, "Bans in the ban list";
+    bans_completed: Gauge, "Bans in the list marked completed (no longer tested)";
+    bans_obj: Gauge, "Bans in the list with obj.* tests";
+    bans_req: Gauge, "Bans in the list with req.* tests";
+    bans_added: Counter, "Bans added";
+    bans_deleted: Counter, "Bans retired from the list";
+    bans_tested: Counter, "Objects tested against bans at lookup";
+    bans_obj_killed: Counter, "Objects removed by bans at lookup";
+    bans_lurker_tested: Counter, "Objects tested against bans by the background sweep";
+    bans_tests_tested: Counter, "Ban conditions evaluated at lookup";
+    bans_lurker_tests_tested: Counter, "Ban conditions evaluated by the background sweep";
+    bans_lurker_obj_killed: Counter, "Objects removed by bans by the background sweep";
+    bans_dups: Counter, "Bans marked completed because an identical ban was added";
 }
 
 /// Number of counters.
@@ -181,9 +194,12 @@ impl ShardCounters {
     }
 }
 
-/// Every shard's counters; readers sum them.
+/// Every shard's counters, plus one row the control plane writes; readers sum them.
 pub struct Stats {
     shards: Box<[ShardCounters]>,
+    /// Counters of control-plane events (the ban list). Written with atomic read-modify-write
+    /// (`control_add`), since several admin threads may write; shards never write it.
+    control: ShardCounters,
 }
 
 impl Stats {
@@ -192,7 +208,18 @@ impl Stats {
             shards: (0..shards.max(1))
                 .map(|_| ShardCounters::default())
                 .collect(),
+            control: ShardCounters::default(),
         }
+    }
+
+    /// Adds `n` to a control-plane counter (any thread).
+    pub fn control_add(&self, c: C, n: u64) {
+        self.control.values[c as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a control-plane gauge (any thread).
+    pub fn control_set(&self, c: C, n: u64) {
+        self.control.set(c, n);
     }
 
     pub fn shard(&self, i: usize) -> &ShardCounters {
@@ -201,7 +228,11 @@ impl Stats {
 
     /// Sum of one counter over all shards.
     pub fn total(&self, c: C) -> u64 {
-        self.shards.iter().map(|s| s.get(c)).sum()
+        self.rows().map(|s| s.get(c)).sum()
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &ShardCounters> {
+        self.shards.iter().chain(std::iter::once(&self.control))
     }
 
     /// Every counter summed over shards, in table order.
@@ -209,7 +240,7 @@ impl Stats {
         TABLE
             .iter()
             .enumerate()
-            .map(|(i, def)| (def, self.shards.iter().map(|s| s.get_index(i)).sum()))
+            .map(|(i, def)| (def, self.rows().map(|s| s.get_index(i)).sum()))
             .collect()
     }
 }
@@ -235,6 +266,14 @@ mod tests {
         assert_eq!(hit, Some(5));
         s.shard(1).set(C::n_object, 7);
         assert_eq!(s.total(C::n_object), 7);
+        s.control_add(C::bans_added, 2);
+        s.control_set(C::bans, 3);
+        s.shard(0).inc(C::bans_tested);
+        assert_eq!((s.total(C::bans_added), s.total(C::bans)), (2, 3));
+        let snap = s.snapshot();
+        let get = |n: &str| snap.iter().find(|(d, _)| d.name == n).map(|(_, v)| *v);
+        assert_eq!(get("MAIN.bans_added"), Some(2));
+        assert_eq!(get("MAIN.bans_tested"), Some(1));
     }
 
     #[test]
