@@ -736,7 +736,10 @@ mod tests {
     #[test]
     fn runtime_flags() {
         let startup: Vec<&str> = TABLE.iter().filter(|d| !d.live()).map(|d| d.name).collect();
-        assert_eq!(startup, vec!["drain_timeout", "cores", "cpu_affinity", "poller_core"]);
+        assert_eq!(
+            startup,
+            vec!["drain_timeout", "cores", "cpu_affinity", "poller_core"]
+        );
         for n in ["default_ttl", "default_grace", "default_keep"] {
             let d = ParamDef::find(n).expect(n);
             assert!(d.flags & flags::OBJ_STICKY != 0, "{n}");
