@@ -2,7 +2,9 @@
 //!
 //! Why here and not in `main`: flag parsing is pure (text in, `Config` or one-line error out), so
 //! every accepted and refused form is unit-tested without starting a server. Names are varnishd's
-//! (`-a -b -s -p -F -T -S`), so an operator's unit file and muscle memory carry over.
+//! (`-a -b -f -s -p -t -P -F -T -S`), so an operator's unit file and muscle memory carry over;
+//! varnishd flags for things ringcache does not have (`-n -j -l -i -r`) are accepted with a
+//! notice rather than refused.
 //!
 //! Three subcommands are the admin clients: `ringcache adm ...` (varnishadm), `ringcache stat
 //! ...` (varnishstat through the admin port: -1, -j or a live view) and `ringcache log ...`
@@ -33,6 +35,11 @@ pub struct Config {
     pub params: Params,
     /// The admin listener (`-T`, `-S`).
     pub admin: AdminConfig,
+    /// `-P FILE`: the process id is written there at boot and the file removed at exit.
+    pub pid_file: Option<PathBuf>,
+    /// varnishd flags accepted for a unit file's sake but meaningless here, one line each
+    /// (printed once at boot).
+    pub notices: Vec<String>,
 }
 
 /// The `-b` backend.
@@ -143,8 +150,63 @@ fn command() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("Run in the foreground (accepted for varnishd compatibility; ringcache never daemonizes)"),
         )
+        .arg(
+            Arg::new("ttl")
+                .short('t')
+                .value_name("TTL")
+                .help("Default TTL, as varnishd's -t: the same as -p default_ttl=TTL"),
+        )
+        .arg(
+            Arg::new("pid_file")
+                .short('P')
+                .value_name("FILE")
+                .help("Write the process id to FILE at boot (removed at exit)"),
+        )
+        .args(IGNORED.iter().map(|&(flag, id, value, why)| {
+            Arg::new(id)
+                .short(flag)
+                .value_name(value)
+                .action(ArgAction::Append)
+                .help(format!("Accepted for varnishd compatibility and ignored: {why}"))
+        }))
         .after_help(format!("{ADMIN_HELP}\n{}", params::help_text()))
 }
+
+/// varnishd flags that name things ringcache does not have: accepted so a varnishd command line
+/// or unit file starts as is, with a one-line notice at boot (`-h`, varnishd's hash algorithm, stays
+/// `--help`). (flag, id, value name, why.)
+const IGNORED: &[(char, &str, &str, &str)] = &[
+    (
+        'n',
+        "ignored_n",
+        "DIR",
+        "there is no shared-memory working directory; admin clients use -T",
+    ),
+    (
+        'j',
+        "ignored_j",
+        "JAIL",
+        "no privilege separation; run it under systemd's sandboxing",
+    ),
+    (
+        'l',
+        "ignored_l",
+        "VSL",
+        "there is no shared-memory log; events stream over the admin port",
+    ),
+    (
+        'i',
+        "ignored_i",
+        "IDENTITY",
+        "server.identity is the host name",
+    ),
+    (
+        'r',
+        "ignored_r",
+        "PARAMS",
+        "no parameter is read-only beyond the startup-only ones",
+    ),
+];
 
 const ADMIN_HELP: &str = "\
 Admin clients (see docs/admin.md and docs/counters.md):
@@ -227,6 +289,11 @@ where
         };
     }
     let mut params = Params::default();
+    if let Some(t) = m.get_one::<String>("ttl") {
+        params
+            .set("default_ttl", t.trim())
+            .map_err(|e| CliError(format!("-t {t}: {e}")))?;
+    }
     if let Some(ps) = m.get_many::<String>("param") {
         for p in ps {
             let (name, value) = p
@@ -286,12 +353,28 @@ where
         admin.secret = Some(PathBuf::from(s));
     }
 
+    let pid_file = match m.get_one::<String>("pid_file") {
+        Some(p) if p.is_empty() => return Err(CliError("-P: a file name is required".into())),
+        Some(p) => Some(PathBuf::from(p)),
+        None => None,
+    };
+    let mut notices = Vec::new();
+    for &(flag, id, _, why) in IGNORED {
+        if let Some(vals) = m.get_many::<String>(id) {
+            for v in vals {
+                notices.push(format!("-{flag} {v} ignored: {why}"));
+            }
+        }
+    }
+
     Ok(Action::Serve(Box::new(Config {
         listen,
         vcl,
         storage_bytes,
         params,
         admin,
+        pid_file,
+        notices,
     })))
 }
 
@@ -633,6 +716,55 @@ mod tests {
             "-C needs either -b <backend> or -f <vcl_file>"
         );
         assert!(matches!(p(&["-C", "-b", "127.0.0.1:1"]), Ok(Action::Print(t)) if t.is_empty()));
+    }
+
+    // Goal: a varnishd command line of a typical unit file starts as is: -t sets default_ttl,
+    // -P names the pid file, -n/-j/-l/-i/-r are accepted with a notice each (-h stays help).
+    #[test]
+    fn varnishd_flags() {
+        let c = serve(&[
+            "-a",
+            ":6081",
+            "-b",
+            "127.0.0.1:8080",
+            "-t",
+            "300",
+            "-P",
+            "/run/varnishd.pid",
+            "-n",
+            "/var/lib/varnish/edge",
+            "-j",
+            "unix,user=vcache",
+            "-i",
+            "edge1",
+            "-l",
+            "80m",
+            "-F",
+        ])
+        .expect("ok");
+        assert_eq!(c.params.default_ttl, 300.0);
+        assert_eq!(c.pid_file, Some(PathBuf::from("/run/varnishd.pid")));
+        assert_eq!(c.notices.len(), 4, "{:?}", c.notices);
+        assert!(c.notices[0].starts_with("-n /var/lib/varnish/edge ignored: "));
+        // -p wins over -t (it comes later, as in varnishd).
+        let c = serve(&[
+            "-a",
+            ":1",
+            "-b",
+            "127.0.0.1:2",
+            "-t",
+            "300",
+            "-p",
+            "default_ttl=5",
+        ])
+        .expect("ok");
+        assert_eq!(c.params.default_ttl, 5.0);
+        let e = serve(&["-a", ":1", "-b", "127.0.0.1:2", "-t", "soon"]).expect_err("bad ttl");
+        assert!(e.0.starts_with("-t soon: "), "{e}");
+        let e = serve(&["-a", ":1", "-b", "127.0.0.1:2", "-P", ""]).expect_err("empty");
+        assert_eq!(e.0, "-P: a file name is required");
+        let c = serve(&["-a", ":1", "-b", "127.0.0.1:2"]).expect("ok");
+        assert!(c.notices.is_empty() && c.pid_file.is_none());
     }
 
     fn client(args: &[&str]) -> Result<client::Request, CliError> {

@@ -10,14 +10,21 @@
 //!
 //! Compiling a VCL (which reads files and resolves host names) happens before the mutex is
 //! taken, so a slow `vcl.load` never holds up another admin command's bookkeeping.
+//!
+//! The runtime parameters (`param.set`) and the ban list (`ban`) are published the same way, as
+//! [`Published`] snapshots: shards read the parameters through `server::shard::Tuning` and the
+//! bans through `crate::bans`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::admin::{AdminHealth, BackendRow, PollerStats, VclRow, VclText};
+use crate::admin::{AdminHealth, BackendRow, ParamSetError, PollerStats, VclRow, VclText};
+use crate::bans::{BanRow, Bans};
+use crate::cache::ban::BanSpec;
 use crate::health::poller::Lateness;
 use crate::health::slots::{starts_healthy, ProbeChange, ProbeWant, SlotKey, Slots};
 use crate::health::{epoch_now, Health, SlotStatus};
+use crate::params::{ParamDef, Params};
 use crate::stats::view::{Plane, PlaneBackend};
 use crate::stats::Stats;
 use crate::vcl::exec::BackendRef;
@@ -61,6 +68,56 @@ impl Active {
     }
 }
 
+/// A value the control plane publishes to the shards (the parameters, the ban list): an `Arc`
+/// swapped under a generation counter, as [`Active`] does for the VCL. A shard keeps the `Arc`
+/// it last read with its generation, compares the generation (one atomic load) when it needs
+/// the value, and takes the mutex only when the generation moved. The mutex guards a pointer
+/// swap, never I/O.
+pub struct Published<T> {
+    generation: AtomicU64,
+    current: Mutex<Arc<T>>,
+}
+
+impl<T> Published<T> {
+    pub fn new(value: T) -> Published<T> {
+        Published {
+            generation: AtomicU64::new(1),
+            current: Mutex::new(Arc::new(value)),
+        }
+    }
+
+    /// Changes whenever the value changes.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The value now.
+    pub fn current(&self) -> Arc<T> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the value by what `f` makes of it (or keeps it, on `Err`), under the lock, so
+    /// two writers cannot lose each other's change.
+    pub fn update<E>(&self, f: impl FnOnce(&T) -> Result<Option<T>, E>) -> Result<(), E> {
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(next) = f(&cur)? {
+            *cur = Arc::new(next);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, value: T) {
+        let r: Result<(), std::convert::Infallible> = self.update(|_| Ok(Some(value)));
+        let Ok(()) = r;
+    }
+}
+
 /// Where probe changes go (the poller's command channel).
 pub type ProbeSink = Box<dyn Fn(ProbeChange) + Send + Sync>;
 
@@ -83,6 +140,9 @@ pub struct Control {
     probes: ProbeSink,
     /// How late the poller starts probes (written by the poller thread).
     lateness: Arc<Lateness>,
+    /// The runtime parameters in force (`param.set` publishes a new snapshot).
+    pub params: Arc<Published<Params>>,
+    pub bans: Arc<Bans>,
     /// The shards' counters, for rebasing a retired slot's `VBE` counters (`None` in tests).
     stats: Option<Arc<Stats>>,
 }
@@ -94,6 +154,8 @@ impl Control {
         health: Arc<Health>,
         probes: ProbeSink,
         lateness: Arc<Lateness>,
+        params: Params,
+        bans: Arc<Bans>,
     ) -> Result<Control, String> {
         let mut inner = Inner {
             vcls: Vec::new(),
@@ -107,6 +169,8 @@ impl Control {
             active: Arc::new(Active::new(vcl)),
             probes,
             lateness,
+            params: Arc::new(Published::new(params)),
+            bans,
             stats: None,
         };
         c.reconcile(&mut c.lock());
@@ -486,6 +550,34 @@ impl crate::admin::Control for Control {
             l.reset();
         }
         s
+    }
+
+    fn params(&self) -> Params {
+        (*self.params.current()).clone()
+    }
+
+    fn param_set(&self, name: &str, value: &str) -> Result<(), ParamSetError> {
+        let def = ParamDef::find(name).ok_or(ParamSetError::Unknown)?;
+        self.params.update(|cur| {
+            let mut next = cur.clone();
+            next.set(name, value).map_err(ParamSetError::Invalid)?;
+            if next.get(name) == cur.get(name) {
+                // Setting the value in force is always fine (scripts set every parameter).
+                return Ok(None);
+            }
+            if !def.live() {
+                return Err(ParamSetError::NotLive);
+            }
+            Ok(Some(next))
+        })
+    }
+
+    fn ban(&self, spec: BanSpec) {
+        self.bans.add(spec);
+    }
+
+    fn ban_list(&self) -> Vec<BanRow> {
+        self.bans.rows()
     }
 
     fn vcl_source(&self, name: &str) -> Option<Vec<(String, String)>> {

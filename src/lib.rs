@@ -5,12 +5,14 @@
 //! cross-shard path), `health` (the poller and the health board), `stats` (counters, `stat`
 //! readings, the Prometheus endpoint), `logs` (event and access logs, written off the shards)
 //! and `params` (the one table of runtime parameters), `admin` (the Varnish CLI on `-T` and its
-//! clients), `lifecycle` (signals, reload, drain, systemd notifications). The control plane
-//! (flags, boot, poller, admin, lifecycle) and the data plane (shards) share only immutable
-//! configuration and atomics.
+//! clients), `lifecycle` (signals, reload, drain, systemd notifications), `bans` (the ban
+//! list's owner). The control plane (flags, boot, poller, admin, lifecycle, bans) and the data
+//! plane (shards) share only immutable snapshots (published under a generation counter) and
+//! atomics.
 
 pub mod admin;
 pub mod backend;
+pub mod bans;
 pub mod cache;
 pub mod cli;
 pub mod control;

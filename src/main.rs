@@ -13,13 +13,29 @@ fn main() {
         Ok(Action::Print(text)) => print!("{text}"),
         Ok(Action::Admin(request)) => std::process::exit(ringcache::admin::client::run(&request)),
         Ok(Action::CheckVcl(file)) => std::process::exit(check_vcl(&file)),
-        Ok(Action::Serve(config)) => match ringcache::server::run(*config) {
-            Ok(code) => std::process::exit(code),
-            Err(e) => {
-                eprintln!("ringcache: error: {e}");
-                std::process::exit(1);
+        Ok(Action::Serve(config)) => {
+            for n in &config.notices {
+                eprintln!("ringcache: {n}");
             }
-        },
+            let pid_file = config.pid_file.clone();
+            if let Some(p) = &pid_file {
+                if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+                    eprintln!("ringcache: error: -P {}: {e}", p.display());
+                    std::process::exit(1);
+                }
+            }
+            let code = match ringcache::server::run(*config) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("ringcache: error: {e}");
+                    1
+                }
+            };
+            if let Some(p) = &pid_file {
+                let _ = std::fs::remove_file(p);
+            }
+            std::process::exit(code);
+        }
         Err(e) => {
             eprintln!("ringcache: error: {e}");
             std::process::exit(2);

@@ -1,4 +1,5 @@
-//! Startup: the ready line, and startup failures (port in use, unresolvable backend, bad
+//! Startup: the ready line, a varnishd-style command line (`-t`, `-P`, ignored `-n -j -l`),
+//! and startup failures (port in use, unresolvable backend, bad
 //! flags and parameters) that must exit non-zero with a reason on stderr.
 
 #[macro_use]
@@ -15,6 +16,7 @@ shard_tests!(
     unknown_param_fails,
     bad_param_value_fails,
     unknown_flag_fails,
+    varnishd_command_line_starts,
 );
 
 fn cores_arg(cores: usize) -> String {
@@ -147,4 +149,57 @@ fn unknown_flag_fails(cores: usize) {
     let b = o.addr().to_string();
     let c = cores_arg(cores);
     expect_one_line_failure(&["-a", "127.0.0.1:0", "-b", &b, "-p", &c, "--no-such-flag"]);
+}
+
+// Goal: a varnishd command line from a unit file starts as is: `-t` is the default TTL (seen
+// in `param.show`), `-P` writes the pid file (removed at exit), `-n`/`-j`/`-l` are accepted
+// with one notice each on stderr.
+fn varnishd_command_line_starts(cores: usize) {
+    let o = Origin::fixed("x", &[]);
+    let b = o.addr().to_string();
+    let c = cores_arg(cores);
+    let dir = std::env::temp_dir().join(format!("ringcache-pid-{}-{cores}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let pid_file = dir.join("varnishd.pid");
+    let pid_path = pid_file.to_string_lossy().to_string();
+    let mut s = Server::start(&[
+        "-a",
+        "127.0.0.1:0",
+        "-b",
+        &b,
+        "-p",
+        &c,
+        "-t",
+        "300",
+        "-P",
+        &pid_path,
+        "-n",
+        "/var/lib/varnish/edge",
+        "-j",
+        "unix,user=vcache",
+        "-l",
+        "80m",
+        "-F",
+    ]);
+    let written = std::fs::read_to_string(&pid_file).expect("pid file");
+    assert_eq!(written.trim(), s.pid().to_string());
+    let mut adm = AdminConn::open(s.admin_addr(), None);
+    let r = adm.cmd("param.show default_ttl");
+    assert!(r.body.contains("300"), "{r:?}");
+    let err = s.stderr_text();
+    for flag in [
+        "-n /var/lib/varnish/edge ignored",
+        "-j unix,user=vcache ignored",
+        "-l 80m ignored",
+    ] {
+        assert!(err.contains(flag), "{flag}: {err}");
+    }
+    assert_eq!(get(s.addr(), "/", &[]).status, 200);
+    s.signal(libc::SIGTERM);
+    let st = s
+        .wait_exit(std::time::Duration::from_secs(20))
+        .expect("exits");
+    assert!(st.success(), "{st:?}");
+    assert!(!pid_file.exists(), "pid file removed at exit");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -58,7 +58,6 @@ const VARNISH_REJECTS: &[(&str, &str)] = &[
         "ug_directors.vcl",
         "'directors.shard_param' is not supported by ringcache",
     ),
-    ("ug_purge.vcl", "'std.ban' is not supported by ringcache"),
 ];
 
 /// Good-corpus files whose host names need real DNS (checked in-process only).

@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::protocol::{self, status, CHALLENGE_LEN};
 use super::stat::{self, Filter};
 use super::Control;
-use super::{backend, vcl_cmds};
+use super::{backend, ban_cmds, param_cmds, vcl_cmds};
 use crate::stats::view::{self, Readings};
 use crate::stats::C;
 
@@ -102,6 +102,28 @@ static COMMANDS: &[Command] = &[
         json: None,
     },
     Command {
+        name: "ban",
+        syntax: "ban <field> <operator> <arg> [&& <field> <oper> <arg> ...]",
+        help: "Mark obsolete all objects where all the conditions match.",
+        min: 3,
+        max: None,
+        open: false,
+        flags: "",
+        func: ban_cmds::cmd_ban,
+        json: None,
+    },
+    Command {
+        name: "ban.list",
+        syntax: "ban.list [-j]",
+        help: "List the active bans.",
+        min: 0,
+        max: Some(0),
+        open: false,
+        flags: "",
+        func: ban_cmds::cmd_ban_list,
+        json: Some(ban_cmds::cmd_ban_list_json),
+    },
+    Command {
         name: "banner",
         syntax: "banner",
         help: "Print welcome banner.",
@@ -133,6 +155,39 @@ static COMMANDS: &[Command] = &[
         flags: "",
         func: cmd_log_read,
         json: None,
+    },
+    Command {
+        name: "param.reset",
+        syntax: "param.reset <param>",
+        help: "Reset parameter to default value.",
+        min: 1,
+        max: Some(1),
+        open: false,
+        flags: "",
+        func: param_cmds::cmd_param_reset,
+        json: None,
+    },
+    Command {
+        name: "param.set",
+        syntax: "param.set [-j] <param> <value>",
+        help: "Set parameter value.",
+        min: 2,
+        max: Some(2),
+        open: false,
+        flags: "",
+        func: param_cmds::cmd_param_set,
+        json: Some(param_cmds::cmd_param_set_json),
+    },
+    Command {
+        name: "param.show",
+        syntax: "param.show [-l|-j] [<param>|changed]",
+        help: "Show parameters and their values.",
+        min: 0,
+        max: Some(2),
+        open: false,
+        flags: "",
+        func: param_cmds::cmd_param_show,
+        json: Some(param_cmds::cmd_param_show_json),
     },
     Command {
         name: "ping",
@@ -898,8 +953,12 @@ mod tests {
         assert_eq!(
             r.body,
             "auth <response>\nbackend.list [-j] [-p] [<backend_pattern>]\n\
-             backend.set_health <backend_pattern> [auto|healthy|sick]\nbanner\n\
-             help [-j|<command>]\nlog.read [-i <tag>]... [<after>]\nping [-j] [<timestamp>]\npoller.stats [-r]\nquit\n\
+             backend.set_health <backend_pattern> [auto|healthy|sick]\n\
+             ban <field> <operator> <arg> [&& <field> <oper> <arg> ...]\nban.list [-j]\nbanner\n\
+             help [-j|<command>]\nlog.read [-i <tag>]... [<after>]\n\
+             param.reset <param>\nparam.set [-j] <param> <value>\n\
+             param.show [-l|-j] [<param>|changed]\n\
+             ping [-j] [<timestamp>]\npoller.stats [-r]\nquit\n\
              stat [-1|-j] [-f <glob>]...\nstatus [-j]\nvcl.discard <name_pattern>...\n\
              vcl.inline <configname> <quoted_VCLstring> [auto|cold|warm]\nvcl.list [-j]\n\
              vcl.load <configname> <filename> [auto|cold|warm]\n\

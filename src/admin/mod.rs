@@ -14,9 +14,11 @@
 //! docs/admin.md and docs/counters.md.
 
 pub mod backend;
+pub mod ban_cmds;
 pub mod client;
 pub mod commands;
 pub mod live;
+pub mod param_cmds;
 pub mod protocol;
 pub mod server;
 pub mod stat;
@@ -102,6 +104,17 @@ pub enum VclText {
     Inline(String),
 }
 
+/// Why `param.set` refused a value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamSetError {
+    /// No such parameter.
+    Unknown,
+    /// Bad syntax or out of bounds.
+    Invalid(crate::params::ParamError),
+    /// It cannot change while running (only `-p` at startup).
+    NotLive,
+}
+
 /// What the admin commands ask of the running server's control plane (implemented by
 /// `crate::control::Control`). Every call runs on an admin thread; none touches a shard.
 pub trait Control: Send + Sync {
@@ -130,4 +143,12 @@ pub trait Control: Send + Sync {
     /// Logged events with a sequence number above `after`, oldest first, at most `max`:
     /// (sequence number, tag, line).
     fn events(&self, after: u64, max: usize) -> Vec<(u64, &'static str, String)>;
+    /// The runtime parameters in force.
+    fn params(&self) -> crate::params::Params;
+    /// Sets one parameter; shards use the new value for what starts after this returns.
+    fn param_set(&self, name: &str, value: &str) -> Result<(), ParamSetError>;
+    /// Adds a ban: objects in the cache now that match it are never delivered again.
+    fn ban(&self, spec: crate::cache::ban::BanSpec);
+    /// The ban list, newest first.
+    fn ban_list(&self) -> Vec<crate::bans::BanRow>;
 }

@@ -61,6 +61,19 @@ impl Pool {
         debug_assert!(list.len() <= self.max_idle);
     }
 
+    /// New limits (`param.set backend_idle_max` / `backend_idle_timeout`): the oldest
+    /// connections over the new count are closed now, the timeout applies at the next take or
+    /// sweep.
+    pub fn set_limits(&mut self, max_idle: usize, idle_timeout: Duration) {
+        self.max_idle = max_idle;
+        self.idle_timeout = idle_timeout;
+        for list in self.idle.values_mut() {
+            let over = list.len().saturating_sub(max_idle);
+            list.drain(..over);
+        }
+        self.idle.retain(|_, l| !l.is_empty());
+    }
+
     /// Closes connections idle longer than the timeout; returns how many.
     pub fn sweep(&mut self, now: Instant) -> usize {
         let mut closed = 0;

@@ -1,5 +1,6 @@
-//! The cache: objects, keys, TTL rules and the per-shard store.
+//! The cache: objects, keys, TTL rules, bans and the per-shard store.
 
+pub mod ban;
 pub mod object;
 pub mod store;
 pub mod ttl;

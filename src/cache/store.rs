@@ -13,9 +13,17 @@
 //! list moves on hits, scans resist one-hit floods, and it lives in a `Slab` with index links so
 //! there is no per-object allocation beyond the slab slot. Expiry uses a min-heap of death times
 //! with lazy deletion (generation-stamped), so `expire` only touches dead objects.
+//!
+//! Bans (`cache::ban`): each stored object carries its checkpoint, the sequence number of the
+//! newest ban it has been tested against (the newest ban when it was stored). A lookup hands
+//! the store a [`BanFilter`] for its request; a candidate variant with an older checkpoint is
+//! tested against the newer bans, and is removed (and skipped, so the lookup may miss) if one
+//! matches, as Varnish's `HSH_Lookup` does. [`Store::sweep_bans`] tests objects in queue order
+//! without a request (the ban lurker). The store counts objects per checkpoint so the control
+//! plane can tell which bans no object needs any more.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -45,10 +53,33 @@ pub struct StoreStats {
     pub n_expired: u64,
     /// Live objects evicted for space.
     pub n_lru_nuked: u64,
+    /// Objects removed because a ban matched them.
+    pub n_banned: u64,
     /// Keys with a fetch in flight.
     pub busy_keys: usize,
     /// Requests parked on busy keys.
     pub waiters: usize,
+}
+
+/// Tests stored objects against the bans newer than their checkpoint (see the module comment).
+pub trait BanFilter {
+    /// The newest ban's sequence number: an object checked up to it needs no test.
+    fn newest(&self) -> u64;
+    /// Tests `obj`, checked up to `checked` (older than [`BanFilter::newest`]): `None` if a ban
+    /// matches (the store removes it), else the checkpoint it has now reached.
+    fn check(&mut self, obj: &Object, checked: u64) -> Option<u64>;
+}
+
+/// No bans (unit tests, and a store that never saw one).
+pub struct NoBans;
+
+impl BanFilter for NoBans {
+    fn newest(&self) -> u64 {
+        0
+    }
+    fn check(&mut self, _: &Object, checked: u64) -> Option<u64> {
+        Some(checked)
+    }
 }
 
 /// What a lookup found; see [`Store::lookup`].
@@ -102,6 +133,8 @@ struct Node {
     hits: u64,
     /// Distinguishes this node from later ones reusing the slab slot (for the death heap).
     gen: u64,
+    /// The newest ban this object has been tested against (its ban checkpoint).
+    ban_seq: u64,
 }
 
 /// A death-heap entry: when the node at `idx` (if still generation `gen`) becomes dead.
@@ -155,6 +188,7 @@ enum Why {
     Expired,
     Nuked,
     Replaced,
+    Banned,
 }
 
 /// One shard's cache. `W` is the caller's parked request.
@@ -176,6 +210,15 @@ pub struct Store<W> {
     waiters: usize,
     /// `obj.hits` of the object the last `lookup` returned as a hit or grace hit.
     last_hits: u64,
+    /// The newest ban sequence number the shard knows: the checkpoint of objects stored now.
+    ban_newest: u64,
+    /// Objects per ban checkpoint (for retiring bans and `ban.list`'s counts).
+    ban_refs: BTreeMap<u64, usize>,
+    /// `ban_refs` changed since [`Store::take_ban_refs`] last read it.
+    ban_refs_dirty: bool,
+    /// Where the ban sweep goes on (a slab index; checked before use).
+    ban_cursor: Option<usize>,
+    n_banned: u64,
 }
 
 impl<W> Store<W> {
@@ -195,7 +238,42 @@ impl<W> Store<W> {
             busy_keys: 0,
             waiters: 0,
             last_hits: 0,
+            ban_newest: 0,
+            ban_refs: BTreeMap::new(),
+            ban_refs_dirty: false,
+            ban_cursor: None,
+            n_banned: 0,
         }
+    }
+
+    /// The most requests parked per key from now on (`waitinglist_max` changed at runtime).
+    pub fn set_waiters_max(&mut self, waiters_max: usize) {
+        self.limits.waiters_max = waiters_max;
+    }
+
+    /// The newest ban sequence number: objects stored from now on are checked up to it.
+    pub fn set_ban_newest(&mut self, seq: u64) {
+        self.ban_newest = self.ban_newest.max(seq);
+    }
+
+    /// The objects per ban checkpoint, ascending.
+    pub fn ban_refs(&self) -> Vec<(u64, usize)> {
+        self.ban_refs.iter().map(|(&k, &v)| (k, v)).collect()
+    }
+
+    /// Have the objects per checkpoint changed since [`Store::ban_refs_reported`]?
+    pub fn ban_refs_dirty(&self) -> bool {
+        self.ban_refs_dirty
+    }
+
+    /// The caller has passed [`Store::ban_refs`] on.
+    pub fn ban_refs_reported(&mut self) {
+        self.ban_refs_dirty = false;
+    }
+
+    /// The oldest ban checkpoint of any stored object (`None`: no object).
+    pub fn oldest_ban_checkpoint(&self) -> Option<u64> {
+        self.ban_refs.keys().next().copied()
     }
 
     /// Varnish's `HSH_Lookup`, simplified. `req` is the request's headers (for Vary);
@@ -216,13 +294,32 @@ impl<W> Store<W> {
         now: f64,
         req_grace: Option<f64>,
     ) -> Lookup {
+        self.lookup_filtered(key, req, now, req_grace, &mut NoBans)
+    }
+
+    /// [`Store::lookup`], testing each candidate variant against the bans of `bans` first: a
+    /// banned variant is removed and skipped (Varnish tests bans after Vary, before freshness).
+    pub fn lookup_filtered(
+        &mut self,
+        key: &CacheKey,
+        req: &Headers,
+        now: f64,
+        req_grace: Option<f64>,
+        bans: &mut dyn BanFilter,
+    ) -> Lookup {
         self.drop_dead_variants(key, now);
 
         let mut fresh = None;
         let mut expired: Option<(usize, f64)> = None;
-        if let Some(head) = self.head(key) {
+        let mut banned: Vec<usize> = Vec::new();
+        let newest_ban = bans.newest();
+        let head = self
+            .map
+            .get(&key.hash)
+            .and_then(|b| b.iter().find(|h| h.key == key.bytes));
+        if let Some(head) = head {
             for &i in head.variants.iter().rev() {
-                let Some(node) = self.nodes.get(i) else {
+                let Some(node) = self.nodes.get_mut(i) else {
                     continue;
                 };
                 let o = &node.obj;
@@ -235,6 +332,20 @@ impl<W> Store<W> {
                         continue;
                     }
                 }
+                if node.ban_seq < newest_ban {
+                    match bans.check(o, node.ban_seq) {
+                        None => {
+                            banned.push(i);
+                            continue;
+                        }
+                        Some(c) => {
+                            move_ref(&mut self.ban_refs, node.ban_seq, c);
+                            self.ban_refs_dirty |= c != node.ban_seq;
+                            node.ban_seq = c;
+                        }
+                    }
+                }
+                let o = &node.obj;
                 if o.is_fresh(now) {
                     fresh = Some(i);
                     break;
@@ -243,6 +354,9 @@ impl<W> Store<W> {
                     expired = Some((i, o.t_origin));
                 }
             }
+        }
+        for i in banned {
+            self.remove_node(i, Why::Banned);
         }
 
         if let Some(i) = fresh {
@@ -311,7 +425,9 @@ impl<W> Store<W> {
     }
 
     /// The object a miss may revalidate (Varnish's keep): the newest expired, not yet dead,
-    /// normal 200 variant matching `req` that carries an `ETag` or `Last-Modified`.
+    /// normal 200 variant matching `req` that carries an `ETag` or `Last-Modified`, and that
+    /// has been tested against every ban known (a lookup tests the usable ones; an object it
+    /// skipped is not revalidated, so a banned one is never brought back by a 304).
     pub fn keep_candidate(&self, key: &CacheKey, req: &Headers, now: f64) -> Option<Arc<Object>> {
         let head = self.head(key)?;
         let mut best: Option<&Arc<Object>> = None;
@@ -325,6 +441,7 @@ impl<W> Store<W> {
                 && !o.is_fresh(now)
                 && !o.is_dead(now)
                 && o.vary.as_ref().is_none_or(|v| v.matches(req))
+                && node.ban_seq >= self.ban_newest
                 && (o.headers.contains("etag") || o.headers.contains("last-modified"));
             if usable && best.is_none_or(|b| o.t_origin > b.t_origin) {
                 best = Some(o);
@@ -418,6 +535,7 @@ impl<W> Store<W> {
             bytes_used: self.bytes_used,
             n_expired: self.n_expired,
             n_lru_nuked: self.n_lru_nuked,
+            n_banned: self.n_banned,
             busy_keys: self.busy_keys,
             waiters: self.waiters,
         }
@@ -426,6 +544,44 @@ impl<W> Store<W> {
     /// True while a fetch holds the key busy.
     pub fn is_busy(&self, key: &CacheKey) -> bool {
         self.head(key).is_some_and(|h| h.busy)
+    }
+
+    /// The ban sweep (Varnish's ban lurker): tests up to `budget` objects, going round the
+    /// queue from where the last sweep stopped, against `bans`; removes the banned ones.
+    /// Returns how many were tested. Nothing is done when every object is checked up to the
+    /// newest ban.
+    pub fn sweep_bans(&mut self, bans: &mut dyn BanFilter, budget: usize) -> usize {
+        let newest = bans.newest();
+        if self.oldest_ban_checkpoint().is_none_or(|c| c >= newest) {
+            return 0;
+        }
+        let mut cur = self.ban_cursor.filter(|&i| self.nodes.contains(i));
+        let mut tested = 0;
+        for _ in 0..budget.min(self.nodes.len()) {
+            let Some(idx) = cur.or(self.oldest) else {
+                break;
+            };
+            let Some(node) = self.nodes.get_mut(idx) else {
+                break;
+            };
+            cur = node.newer;
+            if node.ban_seq >= newest {
+                continue;
+            }
+            tested += 1;
+            match bans.check(&node.obj, node.ban_seq) {
+                None => {
+                    self.remove_node(idx, Why::Banned);
+                }
+                Some(c) => {
+                    move_ref(&mut self.ban_refs, node.ban_seq, c);
+                    self.ban_refs_dirty |= c != node.ban_seq;
+                    node.ban_seq = c;
+                }
+            }
+        }
+        self.ban_cursor = cur;
+        tested
     }
 
     // ---- internals ----------------------------------------------------------------------
@@ -528,7 +684,10 @@ impl<W> Store<W> {
             visited: false,
             hits: 0,
             gen,
+            ban_seq: self.ban_newest,
         });
+        *self.ban_refs.entry(self.ban_newest).or_insert(0) += 1;
+        self.ban_refs_dirty = true;
         if let Some(n) = self.newest.and_then(|n| self.nodes.get_mut(n)) {
             n.newer = Some(idx);
         }
@@ -607,9 +766,17 @@ impl<W> Store<W> {
             self.hand = node.newer;
         }
         self.bytes_used -= node.weight;
+        if let Some(n) = self.ban_refs.get_mut(&node.ban_seq) {
+            *n -= 1;
+            if *n == 0 {
+                self.ban_refs.remove(&node.ban_seq);
+            }
+        }
+        self.ban_refs_dirty = true;
         match why {
             Why::Expired => self.n_expired += 1,
             Why::Nuked => self.n_lru_nuked += 1,
+            Why::Banned => self.n_banned += 1,
             Why::Replaced => {}
         }
         if let Some(head) = self
@@ -639,6 +806,20 @@ impl<W> Store<W> {
             .collect();
         self.deaths = BinaryHeap::from(live);
     }
+}
+
+/// Moves one object's count from checkpoint `from` to checkpoint `to`.
+fn move_ref(refs: &mut BTreeMap<u64, usize>, from: u64, to: u64) {
+    if from == to {
+        return;
+    }
+    if let Some(n) = refs.get_mut(&from) {
+        *n -= 1;
+        if *n == 0 {
+            refs.remove(&from);
+        }
+    }
+    *refs.entry(to).or_insert(0) += 1;
 }
 
 /// When `Object::is_dead` becomes true (same expression).
@@ -1258,5 +1439,115 @@ mod tests {
             } => assert_eq!(stale.xid, 9),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A ban filter for tests: the newest ban is `newest`; objects whose xid is in `banned`
+    /// match; every check is counted.
+    struct XidBans {
+        newest: u64,
+        banned: Vec<u64>,
+        checks: usize,
+    }
+
+    impl BanFilter for XidBans {
+        fn newest(&self) -> u64 {
+            self.newest
+        }
+        fn check(&mut self, obj: &Object, checked: u64) -> Option<u64> {
+            assert!(checked < self.newest);
+            self.checks += 1;
+            (!self.banned.contains(&obj.xid)).then_some(self.newest)
+        }
+    }
+
+    fn ban_lk(s: &mut Store<u32>, k: &CacheKey, now: f64, bans: &mut XidBans) -> super::Lookup {
+        s.lookup_filtered(k, &req(), now, None, bans)
+    }
+
+    // Goal: an object is tested at lookup only against bans newer than its checkpoint; a
+    // banned one is removed and the lookup misses; a clean one moves to the newest ban and is
+    // not tested again; objects stored after a ban are not tested against it.
+    #[test]
+    fn bans_at_lookup() {
+        let mut s = store();
+        let (a, b) = (key("/a"), key("/b"));
+        s.insert_unbusy(&a, tagged(0.0, 100.0, 1), 0.0);
+        s.insert_unbusy(&b, tagged(0.0, 100.0, 2), 0.0);
+        assert_eq!(s.ban_refs(), vec![(0, 2)]);
+        let mut bans = XidBans {
+            newest: 1,
+            banned: vec![1],
+            checks: 0,
+        };
+        assert!(matches!(
+            ban_lk(&mut s, &a, 1.0, &mut bans),
+            super::Lookup::Miss
+        ));
+        assert_eq!(
+            (bans.checks, s.stats().n_banned, s.stats().n_object),
+            (1, 1, 1)
+        );
+        let hit = |l: super::Lookup| matches!(l, super::Lookup::Hit(_));
+        assert!(hit(ban_lk(&mut s, &b, 1.0, &mut bans)));
+        assert!(hit(ban_lk(&mut s, &b, 1.0, &mut bans)));
+        assert_eq!(bans.checks, 2, "a clean object is tested once");
+        assert_eq!(s.ban_refs(), vec![(1, 1)]);
+        assert!(s.ban_refs_dirty());
+        s.ban_refs_reported();
+        assert!(!s.ban_refs_dirty());
+        // Stored after ban 1 is known: checkpoint 1, not tested against it.
+        s.set_ban_newest(1);
+        s.insert(&a, tagged(1.0, 100.0, 1), 1.0);
+        assert!(hit(ban_lk(&mut s, &a, 2.0, &mut bans)));
+        assert_eq!(bans.checks, 2);
+        assert_eq!(s.ban_refs(), vec![(1, 2)]);
+        assert_eq!(s.oldest_ban_checkpoint(), Some(1));
+        // Ban 2 bans xid 2: gone at its next lookup.
+        bans.newest = 2;
+        bans.banned = vec![2];
+        assert!(matches!(
+            ban_lk(&mut s, &b, 2.0, &mut bans),
+            super::Lookup::Miss
+        ));
+        assert_eq!(s.stats().n_banned, 2);
+        // A banned expired object is not a grace candidate either.
+        let g = key("/g");
+        s.set_ban_newest(2);
+        s.insert_unbusy(&g, tagged(0.0, 1.0, 7), 0.0);
+        bans.newest = 3;
+        bans.banned = vec![7];
+        assert!(matches!(
+            ban_lk(&mut s, &g, 5.0, &mut bans),
+            super::Lookup::Miss
+        ));
+    }
+
+    // Goal: the sweep goes round the queue within its budget, removes banned objects, moves
+    // the others' checkpoints, and does nothing once every object is up to date.
+    #[test]
+    fn ban_sweep() {
+        let mut s = store();
+        let keys: Vec<CacheKey> = (0..10).map(|i| key(&format!("/{i}"))).collect();
+        for (i, k) in keys.iter().enumerate() {
+            s.insert_unbusy(k, tagged(0.0, 100.0, i as u64), 0.0);
+        }
+        let mut bans = XidBans {
+            newest: 1,
+            banned: vec![3, 7],
+            checks: 0,
+        };
+        assert_eq!(s.sweep_bans(&mut bans, 4), 4);
+        assert_eq!(s.stats().n_banned, 1);
+        assert_eq!(s.sweep_bans(&mut bans, 4), 4);
+        assert_eq!(s.sweep_bans(&mut bans, 4), 2);
+        assert_eq!(s.stats().n_banned, 2);
+        assert_eq!(s.stats().n_object, 8);
+        assert_eq!(s.ban_refs(), vec![(1, 8)]);
+        assert_eq!(s.sweep_bans(&mut bans, 100), 0);
+        assert_eq!(bans.checks, 10);
+        assert!(matches!(
+            lk(&mut s, &keys[3], &req(), 1.0, None, 0).0,
+            Lookup::Miss
+        ));
     }
 }

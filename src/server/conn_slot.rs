@@ -128,7 +128,7 @@ pub async fn acquire(
         return Ok(guard());
     }
     let counters = shard.counters();
-    let params = &shard.shared.params;
+    let params = shard.params();
     let limit = be.wait_limit.map_or(params.backend_wait_limit, u64::from);
     let timeout = be.wait_timeout.unwrap_or(params.backend_wait_timeout);
     if limit == 0 || timeout <= 0.0 {

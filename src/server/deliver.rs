@@ -170,7 +170,7 @@ pub async fn write_obj(
     c.add(C::s_resp_hdrbytes, head.len() as u64);
     c.add(C::s_resp_bodybytes, body.len() as u64);
     let sent_body = body.len() as u64;
-    let w = write_head_body(stream, head, body, secs(shard.shared.params.send_timeout)).await;
+    let w = write_head_body(stream, head, body, secs(shard.params().send_timeout)).await;
     Sent {
         next: Next::after(&w, ci.keep_alive),
         status: if cond { 304 } else { obj.status },
@@ -260,7 +260,7 @@ pub async fn write_resp(
     c.add(C::s_resp_hdrbytes, head.len() as u64);
     c.add(C::s_resp_bodybytes, body.len() as u64);
     let sent_body = body.len() as u64;
-    let w = write_head_body(stream, head, body, secs(shard.shared.params.send_timeout)).await;
+    let w = write_head_body(stream, head, body, secs(shard.params().send_timeout)).await;
     Sent {
         next: Next::after(&w, keep_alive),
         status: if cond { 304 } else { status },
@@ -291,7 +291,7 @@ pub async fn write_stream(
     xid: u64,
     slot: usize,
 ) -> Sent {
-    let send_timeout = secs(shard.shared.params.send_timeout);
+    let send_timeout = secs(shard.params().send_timeout);
     let status = wire_status(status);
     let mut head = Vec::with_capacity(f.head.head_len + 160);
     let reason: &[u8] = if reason.is_empty() {

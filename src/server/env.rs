@@ -288,6 +288,7 @@ pub fn call_vcl(
     xid: u64,
 ) -> Result<Outcome, VclFailure> {
     let r = crate::vcl::exec::run(&run.vcl.program, m, ctx);
+    shard.apply_vcl_bans(ctx.bans.get_mut(), xid);
     if !ctx.log.is_empty() {
         for line in ctx.log.drain(..) {
             crate::logs::emit("VCL_Log", format!("VCL_Log {xid} {line}"));

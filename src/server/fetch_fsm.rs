@@ -97,8 +97,7 @@ enum St {
 
 /// Runs the backend side to its end.
 pub async fn run(shard: &Rc<Shard>, r: FetchReq<'_>, mode: FetchMode) -> FetchOutcome {
-    let shared = &*shard.shared;
-    let max_retries = shared.params.max_retries.min(u32::MAX as u64) as u32;
+    let max_retries = shard.params().max_retries.min(u32::MAX as u64) as u32;
     let xid = r.xid;
     let run = r.run;
     let mut ctx = Ctx::new(unix_now()).with_env(run);
@@ -290,7 +289,7 @@ async fn send_to_candidates(
             b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
         );
     let failover_max = match start {
-        BackendRef::Director(_) if retryable => shard.shared.params.director_failover_max,
+        BackendRef::Director(_) if retryable => shard.params().director_failover_max,
         _ => 0,
     };
     let mut skip: Vec<usize> = Vec::new();
@@ -364,8 +363,8 @@ async fn attempt(
     }
     let conn = conn_slot::acquire(shard, &run.vcl, id).await?;
     let wire = serialize_bereq(bereq, &be.host_header, r.body, send_body);
-    let params = &shard.shared.params;
-    let mut limits: FetchLimits = shard.fetch_limits;
+    let params = shard.params();
+    let mut limits: FetchLimits = shard.fetch_limits();
     let pick = |vcl: Option<f64>, backend: Option<f64>, dflt| vcl.or(backend).map_or(dflt, secs);
     limits.connect = pick(bereq.connect_timeout, be.connect_timeout, limits.connect);
     limits.first_byte = pick(
@@ -494,7 +493,7 @@ fn beresp_of(
                 }
                 h.append(x.name.clone(), x.value.clone());
             }
-            let lt = ttl::rfc2616_ttl(k.status, &h, now, &shard.ttl_params);
+            let lt = ttl::rfc2616_ttl(k.status, &h, now, &shard.ttl_params());
             (k.status, k.reason.clone(), h, Some(k.body.clone()), lt)
         }
         _ => {
@@ -505,7 +504,7 @@ fn beresp_of(
                 Bytes::copy_from_slice(&f.head.reason)
             };
             // The backend's own fields (its Age included) decide the lifetime.
-            let lt = ttl::rfc2616_ttl(f.head.status, &f.head.headers, now, &shard.ttl_params);
+            let lt = ttl::rfc2616_ttl(f.head.status, &f.head.headers, now, &shard.ttl_params());
             (
                 f.head.status,
                 reason,

@@ -37,7 +37,11 @@ use shard::{Shard, ShardMsg};
 
 /// What every shard shares, read-only (plus per-shard atomics).
 pub struct Shared {
-    pub params: Params,
+    /// The runtime parameters (`param.set` publishes a new snapshot; a shard reads them
+    /// through `Shard::params`).
+    pub params: Arc<crate::control::Published<Params>>,
+    /// The ban list (tested at lookup; `ban()` in VCL adds to it).
+    pub bans: Arc<crate::bans::Bans>,
     /// The active VCL (switched by the control plane; a shard checks its generation per
     /// request).
     pub active: Arc<crate::control::Active>,
@@ -299,6 +303,9 @@ pub fn run(config: Config) -> Result<i32, BootError> {
     )
     .map_err(|e| BootError(format!("cannot start the poller thread: {e}")))?;
     let lateness = poller.lateness.clone();
+    let bans = Arc::new(crate::bans::Bans::new(shards, stats.clone()));
+    bans.spawn_keeper()
+        .map_err(|e| BootError(format!("cannot start the ban list thread: {e}")))?;
     let mut control = crate::control::Control::boot(
         vcl,
         health.clone(),
@@ -312,12 +319,15 @@ pub fn run(config: Config) -> Result<i32, BootError> {
             });
         }),
         lateness,
+        config.params.clone(),
+        bans.clone(),
     )
     .map_err(BootError)?;
     control.set_stats(stats.clone());
     let control = Arc::new(control);
     let shared = Arc::new(Shared {
-        params: config.params.clone(),
+        params: control.params.clone(),
+        bans,
         active: control.active.clone(),
         shards,
         storage_bytes: config.storage_bytes,
@@ -501,7 +511,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let c = shard.counters();
-                if shard.conns.get() >= shard.conn_limit {
+                if shard.conns.get() >= shard.conn_limit() {
                     c.inc(C::sess_dropped);
                     monoio::spawn(refuse(stream));
                     continue;

@@ -356,7 +356,7 @@ impl<'s> Task<'s> {
     }
 
     fn restart(&mut self) -> Go {
-        let max = self.shard.shared.params.max_restarts;
+        let max = self.shard.params().max_restarts;
         self.shard.counters().inc(C::s_restart);
         let Some(req) = self.ctx.req.as_mut() else {
             return Step::Fail.into();
@@ -394,7 +394,7 @@ impl<'s> Task<'s> {
         }
         let reply = {
             let req = self.req();
-            shard.lookup(&key, &req.headers, req.grace).await
+            shard.lookup(&key, &req.url, &req.headers, req.grace).await
         };
         self.ctx.now = unix_now();
         let c = shard.counters();
@@ -833,7 +833,6 @@ impl<'s> Task<'s> {
         let Some(bereq) = bereq else {
             return Step::Fail.into();
         };
-        let shared = &self.shard.shared;
         let site = Site {
             sub: Sub::Pipe,
             url: Some(&bereq.url),
@@ -885,13 +884,13 @@ impl<'s> Task<'s> {
         let connect = bereq
             .connect_timeout
             .or(be.connect_timeout)
-            .map_or(self.shard.fetch_limits.connect, secs);
+            .map_or(self.shard.params().fetch_limits.connect, secs);
         Go::Done(Done::Pipe(PipeRequest {
             endpoint,
             name: be.name.clone(),
             connect_timeout: connect,
             wire: Bytes::from(wire),
-            idle: secs(shared.params.pipe_timeout),
+            idle: secs(self.shard.params().pipe_timeout),
             conn,
         }))
     }

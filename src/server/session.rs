@@ -116,10 +116,10 @@ async fn read_head(
     conn: &mut Conn,
     kept: bool,
 ) -> Result<Option<RequestHead>, ParseError> {
-    let idle = secs(shard.shared.params.timeout_idle);
+    let idle = secs(shard.params().timeout_idle);
     loop {
         if !conn.rbuf.is_empty() {
-            if let Some(h) = request::parse_request(&mut conn.rbuf, &shard.req_limits)? {
+            if let Some(h) = request::parse_request(&mut conn.rbuf, &shard.params().req_limits)? {
                 return Ok(Some(h));
             }
         }
@@ -173,8 +173,8 @@ enum BodyError {
 
 /// Reads the request body (Content-Length or chunked), answering `Expect: 100-continue`.
 async fn read_body(shard: &Shard, conn: &mut Conn, head: &RequestHead) -> Result<Bytes, BodyError> {
-    let max = shard.shared.params.http_req_body_max;
-    let idle = secs(shard.shared.params.timeout_idle);
+    let max = shard.params().http_req_body_max;
+    let idle = secs(shard.params().timeout_idle);
     let need_continue = head.expect_continue;
     match head.body {
         BodyFraming::None | BodyFraming::Length(0) => Ok(Bytes::new()),

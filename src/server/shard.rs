@@ -11,6 +11,13 @@
 //! uncacheable response streams straight to that client; the fetcher reports the outcome to the
 //! owner (`Insert` or `Unbusy`), which wakes the waiters. A `BusyGuard` makes sure every busy
 //! flag handed out is cleared exactly once, whatever path the fetcher takes.
+//!
+//! Runtime parameters and bans come from the control plane as published snapshots. A shard
+//! keeps its own copy of each with the generation it had ([`Tuning`] for the parameters, the
+//! ban snapshot for the bans), checks the generation with one atomic load where it needs the
+//! value, and re-reads only when it moved, so `param.set` and `ban` reach every shard for the
+//! next request without a lock on the request path. The owner tests bans at lookup, with the
+//! request's URL and headers (sent along with a cross-shard lookup).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -19,17 +26,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 
 use crate::backend::fetch::FetchLimits;
 use crate::backend::Pool;
-use crate::cache::store::{Lookup, Store, StoreLimits};
+use crate::cache::ban::{BanSnapshot, BanSpec, ReqView, Verdict};
+use crate::cache::store::{BanFilter, Lookup, Store, StoreLimits};
 use crate::cache::ttl::TtlParams;
 use crate::cache::{CacheKey, Object};
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
 use crate::http::response::RespLimits;
 use crate::http::Headers;
+use crate::params::Params;
 use crate::stats::{ShardCounters, C};
 
 use super::env::Running;
@@ -67,10 +77,117 @@ impl Reply {
 /// A lookup waiting for an answer: sent to the owner, or parked there on a busy key.
 pub struct Pending {
     pub key: CacheKey,
+    /// The request's URL (for `req.url` bans).
+    pub url: Bytes,
+    /// The request's headers (for Vary and `req.http.*` bans).
     pub headers: Headers,
     pub req_grace: Option<f64>,
     pub reply: oneshot::Sender<Reply>,
 }
+
+/// One snapshot of the runtime parameters, with what a shard derives from them. Derefs to
+/// [`Params`], so `shard.params().send_timeout` reads like a field.
+pub struct Tuning {
+    pub params: Params,
+    pub req_limits: Limits,
+    pub fetch_limits: FetchLimits,
+    pub ttl_params: TtlParams,
+    /// `client_conn_max` split over the shards.
+    pub conn_limit: u64,
+}
+
+impl Tuning {
+    fn new(p: &Params, shards: usize) -> Tuning {
+        Tuning {
+            req_limits: Limits {
+                req_size: p.http_req_size as usize,
+                hdr_len: p.http_req_hdr_len as usize,
+                max_hdr: p.http_max_hdr as usize,
+            },
+            fetch_limits: FetchLimits {
+                connect: super::io::secs(p.connect_timeout),
+                first_byte: super::io::secs(p.first_byte_timeout),
+                between_bytes: super::io::secs(p.between_bytes_timeout),
+                resp: RespLimits {
+                    resp_size: p.http_resp_size as usize,
+                    hdr_len: p.http_resp_hdr_len as usize,
+                    max_hdr: p.http_max_hdr as usize,
+                },
+            },
+            ttl_params: TtlParams {
+                default_ttl: p.default_ttl,
+                default_grace: p.default_grace,
+                default_keep: p.default_keep,
+                clock_skew: p.clock_skew as f64,
+            },
+            conn_limit: p.client_conn_max.div_ceil(shards as u64).max(1),
+            params: p.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for Tuning {
+    type Target = Params;
+    fn deref(&self) -> &Params {
+        &self.params
+    }
+}
+
+/// The ban test of one lookup: the shard's ban snapshot and the request.
+struct LookupBans<'a> {
+    snap: &'a BanSnapshot,
+    req: ReqView<'a>,
+    counters: &'a ShardCounters,
+}
+
+impl BanFilter for LookupBans<'_> {
+    fn newest(&self) -> u64 {
+        self.snap.newest
+    }
+    fn check(&mut self, obj: &Object, checked: u64) -> Option<u64> {
+        let mut tests = 0;
+        let v = self.snap.check(obj, checked, self.req, &mut tests);
+        self.counters.inc(C::bans_tested);
+        self.counters.add(C::bans_tests_tested, tests);
+        match v {
+            Verdict::Banned => {
+                self.counters.inc(C::bans_obj_killed);
+                None
+            }
+            Verdict::Clean(c) => Some(c),
+        }
+    }
+}
+
+/// The background sweep's ban test (no request: `obj.*` bans only).
+struct SweepBans<'a> {
+    snap: &'a BanSnapshot,
+    counters: &'a ShardCounters,
+}
+
+impl BanFilter for SweepBans<'_> {
+    fn newest(&self) -> u64 {
+        self.snap.newest
+    }
+    fn check(&mut self, obj: &Object, checked: u64) -> Option<u64> {
+        let mut tests = 0;
+        let v = self.snap.check_without_request(obj, checked, &mut tests);
+        if tests > 0 {
+            self.counters.inc(C::bans_lurker_tested);
+            self.counters.add(C::bans_lurker_tests_tested, tests);
+        }
+        match v {
+            Verdict::Banned => {
+                self.counters.inc(C::bans_lurker_obj_killed);
+                None
+            }
+            Verdict::Clean(c) => Some(c),
+        }
+    }
+}
+
+/// Objects the ban sweep tests per upkeep tick (4000 a second per shard).
+const BAN_SWEEP_BUDGET: usize = 1000;
 
 /// Messages between shards.
 pub enum ShardMsg {
@@ -106,11 +223,13 @@ pub struct Shard {
     pub pool: RefCell<Pool>,
     xid: Cell<u64>,
     pub conns: Cell<u64>,
-    pub conn_limit: u64,
     date: RefCell<DateCache>,
-    pub req_limits: Limits,
-    pub fetch_limits: FetchLimits,
-    pub ttl_params: TtlParams,
+    /// The parameters as this shard last saw them, with their generation.
+    tuning: RefCell<(u64, Rc<Tuning>)>,
+    /// The ban list as this shard last saw it, with its generation.
+    bans: RefCell<(u64, Arc<BanSnapshot>)>,
+    /// The newest ban this shard last reported to the control plane.
+    bans_reported: Cell<Option<u64>>,
     /// Largest body stored in the cache; larger responses are streamed, not stored.
     pub object_max: usize,
     /// The active VCL as this shard last saw it, with the generation it had then.
@@ -124,47 +243,30 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(id: usize, shared: Arc<Shared>) -> Shard {
-        let p = &shared.params;
+        let params_gen = shared.params.generation();
+        let tuning = Rc::new(Tuning::new(&shared.params.current(), shared.shards));
+        let bans_gen = shared.bans.generation();
+        let bans = shared.bans.snapshot();
+        let p = &tuning.params;
         let capacity = (shared.storage_bytes / shared.shards as u64) as usize;
-        let req_limits = Limits {
-            req_size: p.http_req_size as usize,
-            hdr_len: p.http_req_hdr_len as usize,
-            max_hdr: p.http_max_hdr as usize,
-        };
-        let fetch_limits = FetchLimits {
-            connect: super::io::secs(p.connect_timeout),
-            first_byte: super::io::secs(p.first_byte_timeout),
-            between_bytes: super::io::secs(p.between_bytes_timeout),
-            resp: RespLimits {
-                resp_size: p.http_resp_size as usize,
-                hdr_len: p.http_resp_hdr_len as usize,
-                max_hdr: p.http_max_hdr as usize,
-            },
-        };
-        let ttl_params = TtlParams {
-            default_ttl: p.default_ttl,
-            default_grace: p.default_grace,
-            default_keep: p.default_keep,
-            clock_skew: p.clock_skew,
-        };
-        let conn_limit = p.client_conn_max.div_ceil(shared.shards as u64).max(1);
+        let mut store = Store::new(StoreLimits {
+            capacity_bytes: capacity,
+            waiters_max: p.waitinglist_max as usize,
+        });
+        store.set_ban_newest(bans.newest);
         Shard {
             id,
-            store: RefCell::new(Store::new(StoreLimits {
-                capacity_bytes: capacity,
-                waiters_max: p.waitinglist_max as usize,
-            })),
+            store: RefCell::new(store),
             pool: RefCell::new(Pool::new(
                 p.backend_idle_max as usize,
                 super::io::secs(p.backend_idle_timeout),
             )),
             xid: Cell::new(0),
             conns: Cell::new(0),
-            conn_limit,
             date: RefCell::new(DateCache::new()),
-            req_limits,
-            fetch_limits,
-            ttl_params,
+            tuning: RefCell::new((params_gen, tuning)),
+            bans: RefCell::new((bans_gen, bans)),
+            bans_reported: Cell::new(None),
             object_max: (capacity / 2).max(1),
             running: RefCell::new((
                 shared.active.generation(),
@@ -234,6 +336,95 @@ impl Shard {
         cur.1.clone()
     }
 
+    /// The runtime parameters for what starts now: one atomic load, and a copy of the new
+    /// snapshot only after a `param.set`.
+    pub fn params(&self) -> Rc<Tuning> {
+        let gen = self.shared.params.generation();
+        let mut cur = self.tuning.borrow_mut();
+        if cur.0 != gen {
+            let t = Rc::new(Tuning::new(
+                &self.shared.params.current(),
+                self.shared.shards,
+            ));
+            self.apply_limits(&t);
+            *cur = (gen, t);
+        }
+        cur.1.clone()
+    }
+
+    /// The backend timeouts and limits for a fetch that starts now.
+    pub fn fetch_limits(&self) -> FetchLimits {
+        self.params().fetch_limits
+    }
+
+    /// The TTL parameters for an object made now.
+    pub fn ttl_params(&self) -> TtlParams {
+        self.params().ttl_params
+    }
+
+    /// Hands the store and the pool their limits from `t` (best effort when they are in use:
+    /// the upkeep tick applies them again).
+    fn apply_limits(&self, t: &Tuning) {
+        if let Ok(mut store) = self.store.try_borrow_mut() {
+            store.set_waiters_max(t.waitinglist_max as usize);
+        }
+        if let Ok(mut pool) = self.pool.try_borrow_mut() {
+            pool.set_limits(
+                t.backend_idle_max as usize,
+                super::io::secs(t.backend_idle_timeout),
+            );
+        }
+    }
+
+    /// Brings this shard's ban snapshot up to date (one atomic load when nothing changed).
+    fn refresh_bans(&self) {
+        let gen = self.shared.bans.generation();
+        let mut cur = self.bans.borrow_mut();
+        if cur.0 != gen {
+            let snap = self.shared.bans.snapshot();
+            self.store.borrow_mut().set_ban_newest(snap.newest);
+            *cur = (gen, snap);
+        }
+    }
+
+    /// Looks `key` up in this shard's store, testing candidates against the bans with the
+    /// request's URL and headers.
+    fn store_lookup(
+        &self,
+        key: &CacheKey,
+        url: &[u8],
+        headers: &Headers,
+        now: f64,
+        req_grace: Option<f64>,
+    ) -> Lookup {
+        self.refresh_bans();
+        let bans = self.bans.borrow();
+        let mut filter = LookupBans {
+            snap: &bans.1,
+            req: ReqView { url, headers },
+            counters: self.counters(),
+        };
+        self.store
+            .borrow_mut()
+            .lookup_filtered(key, headers, now, req_grace, &mut filter)
+    }
+
+    /// Applies the bans a VCL method asked for (`ban()`, `std.ban()`); a bad one is logged
+    /// as varnishd logs it and otherwise ignored.
+    pub fn apply_vcl_bans(&self, bans: &mut Vec<Bytes>, xid: u64) {
+        if bans.is_empty() {
+            return;
+        }
+        for b in bans.drain(..) {
+            match BanSpec::parse_vcl(&String::from_utf8_lossy(&b)) {
+                Ok(spec) => {
+                    self.shared.bans.add(spec);
+                }
+                Err(e) => eprintln!("VCL_Error {xid} ban(): {e}"),
+            }
+        }
+    }
+
     #[inline]
     pub fn counters(&self) -> &ShardCounters {
         self.shared.stats.shard(self.id)
@@ -255,16 +446,23 @@ impl Shard {
     // Requester side.
 
     /// Looks `key` up at its owner (here or on another shard), waiting if it is busy.
-    pub async fn lookup(&self, key: &CacheKey, headers: &Headers, req_grace: Option<f64>) -> Reply {
+    pub async fn lookup(
+        &self,
+        key: &CacheKey,
+        url: &Bytes,
+        headers: &Headers,
+        req_grace: Option<f64>,
+    ) -> Reply {
         let owner = key.owner(self.shared.shards);
         if owner == self.id {
             let now = unix_now();
-            let l = self.store.borrow_mut().lookup(key, headers, now, req_grace);
+            let l = self.store_lookup(key, url, headers, now, req_grace);
             let rx = match l {
                 Lookup::Busy => {
                     let (tx, rx) = oneshot::channel();
                     let pending = Pending {
                         key: key.clone(),
+                        url: url.clone(),
                         headers: headers.clone(),
                         req_grace,
                         reply: tx,
@@ -286,6 +484,7 @@ impl Shard {
         let (tx, rx) = oneshot::channel();
         let msg = ShardMsg::Lookup(Pending {
             key: key.clone(),
+            url: url.clone(),
             headers: headers.clone(),
             req_grace,
             reply: tx,
@@ -370,6 +569,8 @@ impl Shard {
     }
 
     fn owner_insert(&self, key: &CacheKey, obj: Arc<Object>, busy: bool) {
+        // Stored objects start at the newest ban (as Varnish's HSH_Unbusy).
+        self.refresh_bans();
         let now = unix_now();
         let waiters = if busy {
             self.store.borrow_mut().insert(key, obj, now)
@@ -406,10 +607,7 @@ impl Shard {
 
     /// Answers one lookup; waiters freed by taking back an unclaimed busy flag go on `more`.
     fn answer(&self, p: Pending, now: f64, more: &mut VecDeque<Pending>) {
-        let l = self
-            .store
-            .borrow_mut()
-            .lookup(&p.key, &p.headers, now, p.req_grace);
+        let l = self.store_lookup(&p.key, &p.url, &p.headers, now, p.req_grace);
         let reply = match l {
             Lookup::Busy => {
                 let key = p.key.clone();
@@ -447,13 +645,37 @@ impl Shard {
         }
     }
 
-    /// Periodic upkeep: expiry, idle backend connections, gauges.
+    /// Periodic upkeep: expiry, the ban sweep, idle backend connections, gauges, and what the
+    /// control plane needs to retire bans.
     pub fn tick(&self) {
         let now = unix_now();
+        // Parameters changed by param.set reach the store and the pool even on an idle shard.
+        self.apply_limits(&self.params());
         self.store.borrow_mut().expire(now, 1000);
+        self.sweep_bans();
         self.pool.borrow_mut().sweep(Instant::now());
         self.update_gauges();
         self.counters().set(C::sess_open, self.conns.get());
+    }
+
+    /// Tests some objects against the `obj.*` bans (Varnish's ban lurker), then tells the
+    /// control plane where this shard's objects stand (never blocking: a busy slot is tried
+    /// again at the next tick).
+    fn sweep_bans(&self) {
+        self.refresh_bans();
+        let bans = self.bans.borrow();
+        let mut filter = SweepBans {
+            snap: &bans.1,
+            counters: self.counters(),
+        };
+        let mut store = self.store.borrow_mut();
+        store.sweep_bans(&mut filter, BAN_SWEEP_BUDGET);
+        let newest = bans.1.newest;
+        let changed = store.ban_refs_dirty() || self.bans_reported.get() != Some(newest);
+        if changed && self.shared.bans.report(self.id, store.ban_refs(), newest) {
+            store.ban_refs_reported();
+            self.bans_reported.set(Some(newest));
+        }
     }
 
     fn update_gauges(&self) {
@@ -463,6 +685,11 @@ impl Shard {
         c.set(C::storage_bytes, s.bytes_used as u64);
         c.set(C::n_expired, s.n_expired);
         c.set(C::n_lru_nuked, s.n_lru_nuked);
+    }
+
+    /// The largest number of client connections this shard keeps open (`client_conn_max`).
+    pub fn conn_limit(&self) -> u64 {
+        self.params().conn_limit
     }
 }
 

@@ -196,6 +196,19 @@ counters!(C, TABLE {
     backend_req: Counter, "Backend requests sent";
     n_vcl: Gauge [plane], "Loaded VCLs";
     vcl_fail: Counter, "VCL failures (return (fail), runtime errors): answered with 503";
+    bans: Gauge, "Bans in the ban list";
+    bans_completed: Gauge, "Bans in the list marked completed (no longer tested)";
+    bans_obj: Gauge, "Bans in the list with obj.* tests";
+    bans_req: Gauge, "Bans in the list with req.* tests";
+    bans_added: Counter, "Bans added";
+    bans_deleted: Counter, "Bans retired from the list";
+    bans_tested: Counter, "Objects tested against bans at lookup";
+    bans_obj_killed: Counter, "Objects removed by bans at lookup";
+    bans_lurker_tested: Counter, "Objects tested against bans by the background sweep";
+    bans_tests_tested: Counter, "Ban conditions evaluated at lookup";
+    bans_lurker_tests_tested: Counter, "Ban conditions evaluated by the background sweep";
+    bans_lurker_obj_killed: Counter, "Objects removed by bans by the background sweep";
+    bans_dups: Counter, "Bans marked completed because an identical ban was added";
     n_purges: Counter, "Purges executed (return (purge))";
     n_obj_purged: Counter, "Objects and variants removed by purges";
     s_restart: Counter, "Requests restarted by VCL (return (restart))";
@@ -252,9 +265,13 @@ impl ShardCounters {
     }
 }
 
-/// Every shard's counters (MAIN and VBE); readers sum them.
+/// Every shard's counters (MAIN and VBE), plus one MAIN row the control plane writes; readers
+/// sum them.
 pub struct Stats {
     shards: Box<[ShardCounters]>,
+    /// Counters of control-plane events (the ban list). Written with atomic read-modify-write
+    /// (`control_add`), since several admin threads may write; shards never write it.
+    control: ShardCounters,
     vbe: vbe::VbeStats,
 }
 
@@ -263,6 +280,7 @@ impl Stats {
         let n = shards.max(1);
         Stats {
             shards: (0..n).map(|_| ShardCounters::default()).collect(),
+            control: ShardCounters::default(),
             vbe: vbe::VbeStats::new(n),
         }
     }
@@ -270,6 +288,16 @@ impl Stats {
     /// How many shards keep counters.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    /// Adds `n` to a control-plane counter (any thread).
+    pub fn control_add(&self, c: C, n: u64) {
+        self.control.values[c as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a control-plane gauge (any thread).
+    pub fn control_set(&self, c: C, n: u64) {
+        self.control.set(c, n);
     }
 
     pub fn shard(&self, i: usize) -> &ShardCounters {
@@ -288,7 +316,11 @@ impl Stats {
 
     /// Sum of one counter over all shards.
     pub fn total(&self, c: C) -> u64 {
-        self.shards.iter().map(|s| s.get(c)).sum()
+        self.rows().map(|s| s.get(c)).sum()
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &ShardCounters> {
+        self.shards.iter().chain(std::iter::once(&self.control))
     }
 }
 
@@ -329,6 +361,10 @@ mod tests {
         s.shard(1).set(C::n_object, 7);
         assert_eq!(s.total(C::n_object), 7);
         assert_eq!(s.shard_count(), 3);
+        s.control_add(C::bans_added, 2);
+        s.control_set(C::bans, 3);
+        s.shard(0).inc(C::bans_tested);
+        assert_eq!((s.total(C::bans_added), s.total(C::bans)), (2, 3));
     }
 
     #[test]

@@ -149,9 +149,7 @@ pub fn collect(stats: &Stats, plane: &Plane) -> Vec<Reading> {
         let value = match def.scope {
             Scope::ShardOnly => continue,
             Scope::Plane => plane.main_value(def.field),
-            Scope::Main | Scope::MainAndShard => {
-                (0..shards).map(|s| stats.shard(s).get_index(i)).sum()
-            }
+            Scope::Main | Scope::MainAndShard => stats.rows().map(|s| s.get_index(i)).sum(),
         };
         out.push(Reading::of(Group::Main, def, value));
     }
@@ -249,7 +247,9 @@ mod tests {
         s.shard(1).set(C::sess_open, 2);
         s.shard(0).inc(C::shard_hop_answered);
         s.vbe_shard(1).slot(0).add(Vbe::req, 5);
+        s.control_add(C::bans_added, 2);
         let r = collect(&s, &plane());
+        assert_eq!(find(&r, "MAIN.bans_added").map(|x| x.value), Some(2));
         assert_eq!(r[0].name(), "MAIN.uptime");
         assert_eq!(r[0].value, 9);
         assert_eq!(r[0].format, Format::Duration);

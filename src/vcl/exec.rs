@@ -29,7 +29,7 @@
 //!   is a [`VclFailure`], never a panic (the runtime answers 503 as Varnish does).
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -375,8 +375,11 @@ pub struct Ctx<'a> {
     pub body: Vec<u8>,
     /// `std.log()` lines, for the runtime to forward to the log.
     pub log: Vec<String>,
-    /// `ban()` expressions, for the runtime to apply.
-    pub bans: Vec<Bytes>,
+    /// `ban()` and `std.ban()` expressions, for the runtime to apply (and log if bad) when the
+    /// method returns. A cell because `std.ban()` is an expression.
+    pub bans: RefCell<Vec<Bytes>>,
+    /// The last `std.ban()` error of this task, for `std.ban_error()`.
+    pub ban_error: RefCell<Option<String>>,
     /// State of `std.random` (xorshift64*); seed it per request, or fixed in tests.
     pub rng: Cell<u64>,
 }
@@ -413,7 +416,8 @@ impl<'a> Ctx<'a> {
             hash: HashCtx::default(),
             body: Vec::new(),
             log: Vec::new(),
-            bans: Vec::new(),
+            bans: RefCell::new(Vec::new()),
+            ban_error: RefCell::new(None),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15),
         }
     }
@@ -1005,7 +1009,7 @@ impl<'p> Machine<'p> {
                     .str_ref(e, ctx, 0)?
                     .map(Cow::into_owned)
                     .unwrap_or_default();
-                ctx.bans.push(Bytes::from(b));
+                ctx.bans.get_mut().push(Bytes::from(b));
             }
             Stmt::Eval(e) => self.effect(e, ctx)?,
         }
@@ -1885,6 +1889,29 @@ impl<'p> Machine<'p> {
                 let up = func.name == "std.toupper";
                 Value::Str(str_arg(0)?.map(|b| change_case(b, up)))
             }
+            "std.ban" => {
+                // Checked here for the return value and std.ban_error(); the runtime adds it
+                // (or logs why not) when the method returns.
+                let verdict = match str_arg(0)? {
+                    None => Err("Null argument".to_string()),
+                    Some(b) => {
+                        let text = String::from_utf8_lossy(&b).into_owned();
+                        let v = crate::cache::ban::BanSpec::parse_vcl(&text).map(drop);
+                        ctx.bans.borrow_mut().push(Bytes::from(text));
+                        v
+                    }
+                };
+                let ok = verdict.is_ok();
+                *ctx.ban_error.borrow_mut() = verdict.err();
+                Value::Bool(ok)
+            }
+            "std.ban_error" => Value::Str(Some(Cow::Owned(
+                ctx.ban_error
+                    .borrow()
+                    .clone()
+                    .unwrap_or_default()
+                    .into_bytes(),
+            ))),
             "std.healthy" => match arg(0)? {
                 Some(Value::Backend(Some(b))) => Value::Bool(ctx.env.healthy(b, ctx.now)),
                 _ => Value::Bool(false),

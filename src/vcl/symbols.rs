@@ -1357,8 +1357,8 @@ pub static FUNCS: &[Func] = &[
     .note("only effective in vcl_recv (else a VCL_Error log record)"),
     Func::f("std.set_ip_tos", T::Void, &[Arg::req("tos", T::Int)]),
     Func::f("std.rollback", T::Void, &[Arg::req("h", T::Http)]).note("fails the VCL in vcl_pipe"),
-    Func::f("std.ban", T::Bool, &[Arg::anon(T::String)]),
-    Func::f("std.ban_error", T::String, &[]),
+    Func::f("std.ban", T::Bool, &[Arg::anon(T::String)]).sup(),
+    Func::f("std.ban_error", T::String, &[]).sup(),
     // std: deprecated conversions
     Func::f(
         "std.real2integer",
@@ -1626,7 +1626,7 @@ pub static STATEMENTS: &[Statement] = &[
         name: "ban",
         mask: SubMask::ALL,
         args: Some(&[Arg::anon(T::String)]),
-        supported: false,
+        supported: true,
     },
     Statement {
         name: "call",
