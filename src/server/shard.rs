@@ -420,7 +420,7 @@ impl Shard {
                 Ok(spec) => {
                     self.shared.bans.add(spec);
                 }
-                Err(e) => eprintln!("VCL_Error {xid} ban(): {e}"),
+                Err(e) => crate::logs::emit("VCL_Error", format!("VCL_Error {xid} ban(): {e}")),
             }
         }
     }
