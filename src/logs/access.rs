@@ -24,7 +24,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -206,14 +206,23 @@ pub fn start(path: &str) -> Result<(), String> {
 fn writer(rx: Receiver<Msg>, mut out: Output) {
     let mut buf = Vec::with_capacity(64 << 10);
     let mut clock = Clf::default();
+    let mut checked = std::time::Instant::now();
     loop {
-        let first = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
+        // Polled, never parked in recv, so that pushing a record never wakes a sleeping thread
+        // (measured: waking the writer per record cost ~6 µs per request on the shard's core).
+        let first = match rx.try_recv() {
+            Ok(m) => m,
+            Err(TryRecvError::Empty) => {
+                if checked.elapsed() >= Duration::from_secs(1) {
+                    out.reopen_if_moved();
+                    checked = std::time::Instant::now();
+                }
+                std::thread::sleep(super::WRITER_NAP);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
         };
-        out.reopen_if_moved();
-        let mut next = first;
+        let mut next = Some(first);
         let mut acks = Vec::new();
         while let Some(m) = next {
             match m {

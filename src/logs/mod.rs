@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,10 @@ use crate::health::Health;
 
 /// Lines waiting for the writer at most; more are dropped (and counted).
 pub const QUEUE: usize = 16_384;
+
+/// How long a log writer sleeps when its queue is empty: the most a line waits before it is
+/// written, and what the queue must hold at the highest line rate.
+pub const WRITER_NAP: Duration = Duration::from_millis(10);
 
 /// How often a log file's path is checked for rotation.
 const REOPEN_CHECK: Duration = Duration::from_secs(1);
@@ -275,15 +279,21 @@ impl Keep for Health {
 
 fn writer(rx: Receiver<Msg>, mut out: Output, events: Arc<dyn Keep>) {
     let mut buf = Vec::with_capacity(16 << 10);
+    let mut checked = Instant::now();
     loop {
-        let first = match rx.recv_timeout(REOPEN_CHECK) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        out.reopen_if_moved();
-        let Some(first) = first else {
-            continue;
+        // Polled, never parked in recv: a sender then never has a sleeping receiver to wake
+        // (a futex call and a context switch per line, on the sender's core).
+        let first = match rx.try_recv() {
+            Ok(m) => m,
+            Err(TryRecvError::Empty) => {
+                if checked.elapsed() >= REOPEN_CHECK {
+                    out.reopen_if_moved();
+                    checked = Instant::now();
+                }
+                std::thread::sleep(WRITER_NAP);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
         };
         let mut acks = Vec::new();
         let mut next = Some(first);
