@@ -84,13 +84,7 @@ impl RawOrigin {
         let addr = l.local_addr().expect("addr");
         let log = Arc::new(Mutex::new(RawLog::default()));
         let lg = log.clone();
-        thread::spawn(move || {
-            for s in l.incoming().take(200) {
-                let Ok(s) = s else { continue };
-                let lg = lg.clone();
-                thread::spawn(move || serve_raw(s, &lg, body));
-            }
-        });
+        thread::spawn(move || serve_conns(l.incoming(), &lg, body));
         RawOrigin {
             log,
             addr: Some(addr),
@@ -105,13 +99,7 @@ impl RawOrigin {
         let l = UnixListener::bind(&path).expect("bind unix");
         let log = Arc::new(Mutex::new(RawLog::default()));
         let lg = log.clone();
-        thread::spawn(move || {
-            for s in l.incoming().take(200) {
-                let Ok(s) = s else { continue };
-                let lg = lg.clone();
-                thread::spawn(move || serve_raw(s, &lg, body));
-            }
-        });
+        thread::spawn(move || serve_conns(l.incoming(), &lg, body));
         RawOrigin {
             log,
             addr: None,
@@ -130,6 +118,19 @@ impl RawOrigin {
 }
 
 const V2_SIG: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// Serves each accepted connection (at most 200) on its own thread.
+fn serve_conns<S: Read + Write + Send + 'static>(
+    conns: impl Iterator<Item = std::io::Result<S>>,
+    log: &Arc<Mutex<RawLog>>,
+    body: &'static str,
+) {
+    for s in conns.take(200) {
+        let Ok(s) = s else { continue };
+        let lg = log.clone();
+        thread::spawn(move || serve_raw(s, &lg, body));
+    }
+}
 
 /// Serves one connection: a PROXY header (v1 line or v2 block) if any, then requests (GET,
 /// no body) answered with `body` until EOF (or a `Connection: close` request: a probe). Bounded: 100 requests, 10 s of silence.
