@@ -298,6 +298,11 @@ params! {
     cores: Auto(AutoValue) = "auto", min 1, max 1024, unit "shards",
         "Number of shards (threads with their own io_uring runtime, listener, cache part and \
          backend pools). auto = the cores this process may run on.";
+    log_probes: Bool(bool) = "off", min 0, max 1, unit "bool",
+        "Write every probe's Backend_health line to the log (stderr or log_file); off: only \
+         the transitions (Went sick, Back healthy). Every line is in the event stream either \
+         way (log.read, ringcache log -i Backend_health), as varnishlog shows them (ringcache \
+         extension).";
     cpu_affinity: Bool(bool) = "on", min 0, max 1, unit "bool",
         "Pin shard k to core k when there are at least as many cores as shards.";
     poller_core: AutoOff(AutoOff) = "auto", min 0, max 4095, unit "core",
@@ -788,6 +793,7 @@ mod tests {
             vec![
                 "drain_timeout",
                 "cores",
+                "log_probes",
                 "cpu_affinity",
                 "poller_core",
                 "log_file",

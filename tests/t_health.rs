@@ -22,6 +22,10 @@ shard_tests!(
     grace_serves_while_the_probe_says_sick,
 );
 
+/// Every probe's `Backend_health` line on stderr (by default only transitions go there), which
+/// these tests read poke by poke.
+const POKES: &[&str] = &["-p", "log_probes=on"];
+
 /// Every request a fake backend read, with when it arrived.
 type RequestLog = Arc<Mutex<Vec<(Instant, Vec<u8>)>>>;
 
@@ -244,7 +248,7 @@ fn probe_sends_exact_bytes() {
          .probe = {{ .url = \"/health?x=1\"; .interval = 100ms; .window = 3; .threshold = 2; .initial = 0; }} }}\n",
         b.addr.port()
     );
-    let s = Server::with_vcl(&vcl, 1, &[]);
+    let s = Server::with_vcl(&vcl, 1, POKES);
     let p = wait_pokes(&s, "be", 2, Duration::from_secs(10));
     assert_eq!(p[0].transition, "Still sick", "{p:?}");
     assert_eq!(p[1].transition, "Went healthy", "{p:?}");
@@ -273,7 +277,7 @@ fn half_close_intolerant_backend_stays_healthy() {
             ".url = \"/\"; .interval = 100ms; .timeout = 1s; .window = 4; .threshold = 4; .initial = 4;"
         )
     );
-    let s = Server::with_vcl(&vcl, 1, &[]);
+    let s = Server::with_vcl(&vcl, 1, POKES);
     let p = wait_pokes(&s, "zope", 5, Duration::from_secs(15));
     for h in &p {
         assert_eq!(h.transition, "Still healthy", "{p:?}");
@@ -305,7 +309,7 @@ fn window_threshold_sequence() {
             ".interval = 50ms; .window = 4; .threshold = 2; .initial = 0;"
         )
     );
-    let s = Server::with_vcl(&vcl, 1, &[]);
+    let s = Server::with_vcl(&vcl, 1, POKES);
     let p = wait_pokes(&s, "be", 8, Duration::from_secs(15));
     let got: Vec<(String, u32)> = p[..8]
         .iter()
@@ -350,7 +354,7 @@ fn expected_response() {
         ),
         use_all(&["wants404", "wants200"])
     );
-    let s = Server::with_vcl(&vcl, 1, &[]);
+    let s = Server::with_vcl(&vcl, 1, POKES);
     let a = wait_pokes(&s, "wants404", 2, Duration::from_secs(10));
     let c = wait_pokes(&s, "wants200", 2, Duration::from_secs(10));
     assert_eq!(a[0].transition, "Went healthy", "{a:?}");
@@ -382,7 +386,7 @@ fn expect_close_both_ways() {
         ),
         use_all(&["strict", "lenient"])
     );
-    let s = Server::with_vcl(&vcl, 1, &[]);
+    let s = Server::with_vcl(&vcl, 1, POKES);
     let strict = wait_pokes(&s, "strict", 2, Duration::from_secs(10));
     let lenient = wait_pokes(&s, "lenient", 2, Duration::from_secs(10));
     assert!(
@@ -408,7 +412,7 @@ fn frozen_backend_goes_sick_after_timeout() {
         )
     );
     let started = Instant::now();
-    let s = Server::with_vcl(&vcl, 1, &[]);
+    let s = Server::with_vcl(&vcl, 1, POKES);
     let p = wait_pokes(&s, "frozen", 1, Duration::from_secs(10));
     assert!(
         started.elapsed() >= Duration::from_millis(300),
@@ -441,7 +445,7 @@ fn initial_and_probe_port() {
         op = origin.addr().port(),
         hp = health.addr.port()
     );
-    let s = Server::with_vcl(&vcl, 1, &[]);
+    let s = Server::with_vcl(&vcl, 1, POKES);
     assert_eq!(get(s.addr(), "/up", &[]).status, 200);
     assert_eq!(get(s.addr(), "/down", &[]).status, 503);
     assert!(wait_until(Duration::from_secs(5), || health.count() >= 2));
@@ -462,7 +466,7 @@ fn set_health_overrides_the_probe(cores: usize) {
             ".url = \"/probe\"; .interval = 100ms; .window = 1; .threshold = 1; .initial = 1;"
         )
     );
-    let s = Server::with_vcl(&vcl, cores, &[]);
+    let s = Server::with_vcl(&vcl, cores, POKES);
     let mut adm = AdminConn::open(s.admin_addr(), None);
     let all_status =
         |want: u16| (0..2 * cores).all(|i| get(s.addr(), &format!("/x{i}"), &[]).status == want);
@@ -490,7 +494,7 @@ fn vcl_use_keeps_health_of_shared_backends(cores: usize) {
         ".url = \"/probe\"; .interval = 200ms; .window = 3; .threshold = 3; .initial = 0;",
     );
     let vcl = format!("vcl 4.1;\n{be}\nsub vcl_recv {{ return (pass); }}\n");
-    let s = Server::with_vcl(&vcl, cores, &[]);
+    let s = Server::with_vcl(&vcl, cores, POKES);
     // Starts sick (initial 0), healthy after three good pokes.
     wait_until(Duration::from_secs(10), || {
         pokes(&s, "be")
@@ -538,7 +542,7 @@ fn discarded_vcl_stops_its_probe() {
     let origin = Origin::fixed("origin", &[]);
     let b = ProbeBackend::start(|_| Act::Answer(ok_close()));
     let vcl = format!("vcl 4.1;\n{}", vcl_backend("default", origin.addr()));
-    let s = Server::with_vcl(&vcl, 1, &[]);
+    let s = Server::with_vcl(&vcl, 1, POKES);
     let mut adm = AdminConn::open(s.admin_addr(), None);
     let v2 = format!(
         "vcl 4.1;\n{}",
@@ -583,7 +587,7 @@ fn real_varnishadm_backend_commands() {
         "vcl 4.1;\n{}",
         backend("be", b.addr, ".interval = 100ms; .initial = 3;")
     );
-    let s = Server::with_vcl(&vcl, 1, &["-S", &secret]);
+    let s = Server::with_vcl(&vcl, 1, &["-S", &secret, "-p", "log_probes=on"]);
     let t = s.admin_addr().to_string();
     let r = run_program(
         "varnishadm",
@@ -621,7 +625,7 @@ fn poller_stats_count_probes() {
         "vcl 4.1;\n{}",
         backend("be", b.addr, ".interval = 50ms; .initial = 3;")
     );
-    let s = Server::with_vcl(&vcl, 1, &[]);
+    let s = Server::with_vcl(&vcl, 1, POKES);
     let mut adm = AdminConn::open(s.admin_addr(), None);
     let probes = |adm: &mut AdminConn, arg: &str| -> u64 {
         let r = adm.cmd(&format!("poller.stats{arg}"));
@@ -639,8 +643,9 @@ fn poller_stats_count_probes() {
     assert_eq!(adm.cmd("poller.stats -x").status, 106);
 }
 
-// Goal: `Backend_health` lines also reach the admin log stream (`log.read`, ringcache
-// extension), filterable by tag and resumable by sequence number.
+// Goal: every `Backend_health` line reaches the admin log stream (`log.read`, ringcache
+// extension), filterable by tag and resumable by sequence number, while stderr gets only the
+// transitions by default (`log_probes=off`).
 #[test]
 fn backend_health_on_the_admin_log() {
     let b = ProbeBackend::start(|_| Act::Answer(ok_close()));
@@ -652,6 +657,7 @@ fn backend_health_on_the_admin_log() {
             ".interval = 50ms; .window = 3; .threshold = 2; .initial = 0;"
         )
     );
+    // Default `log_probes=off`: stderr gets the transitions, the event stream every poke.
     let s = Server::with_vcl(&vcl, 1, &[]);
     let mut adm = AdminConn::open(s.admin_addr(), None);
     let read = |adm: &mut AdminConn, args: &str| -> Vec<(u64, String)> {
@@ -677,6 +683,19 @@ fn backend_health_on_the_admin_log() {
     assert!(later.iter().all(|e| e.0 > last));
     assert!(read(&mut adm, " -i VCL_Event").is_empty());
     assert_eq!(adm.cmd("log.read x").status, 106);
+    assert!(wait_until(Duration::from_secs(10), || {
+        read(&mut adm, " -i Backend_health")
+            .iter()
+            .filter(|(_, l)| l.starts_with("Backend_health - be Still healthy "))
+            .count()
+            >= 2
+    }));
+    assert!(s.wait_for_log("Backend_health - be Went healthy ", Duration::from_secs(5)));
+    let err = s.stderr_text();
+    assert!(
+        !err.contains("Still healthy") && !err.contains("Still sick"),
+        "only transitions on stderr:\n{err}"
+    );
 }
 
 // Goal: the operator's grace setup of Varnish's docs works with real probes: while the probe
@@ -705,7 +724,7 @@ fn grace_serves_while_the_probe_says_sick(cores: usize) {
          sub vcl_backend_response {{ set beresp.grace = 1h; }}\n",
         o.addr().port()
     );
-    let s = Server::with_vcl(&vcl, cores, &[]);
+    let s = Server::with_vcl(&vcl, cores, POKES);
     let mut adm = AdminConn::open(s.admin_addr(), None);
     let is = |adm: &mut AdminConn, state: &str| {
         adm.cmd("backend.list be")

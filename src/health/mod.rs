@@ -228,6 +228,9 @@ impl Events {
 pub struct Health {
     pub board: Board,
     pub events: Events,
+    /// `log_probes`: every poke's `Backend_health` line goes to the log, not only transitions
+    /// (all of them are in the event ring either way). Set at boot.
+    pub log_pokes: std::sync::atomic::AtomicBool,
     status: std::sync::Mutex<Vec<SlotStatus>>,
 }
 
@@ -242,6 +245,7 @@ impl Health {
         Health {
             board: Board::new(),
             events: Events::default(),
+            log_pokes: std::sync::atomic::AtomicBool::new(false),
             status: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -309,7 +313,13 @@ pub fn apply_report(
         }
     });
     if applied {
-        health.events.push("Backend_health", line.to_string());
+        // The log (the journal) gets transitions; every poke is in the event ring, which
+        // `log.read` and `ringcache log` serve as varnishlog shows Varnish's.
+        if t.changed() || health.log_pokes.load(Ordering::Relaxed) {
+            health.events.push("Backend_health", line.to_string());
+        } else {
+            health.events.keep("Backend_health", line.to_string());
+        }
     }
 }
 

@@ -284,6 +284,10 @@ pub fn run(config: Config) -> Result<i32, BootError> {
         receivers.push(rx);
     }
     let health = Arc::new(crate::health::Health::new());
+    health.log_pokes.store(
+        config.params.log_probes,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     // The log writers start before anything logs (the poller's first Backend_health lines).
     crate::logs::start(
         &crate::logs::Sink::from_param(&config.params.log_file),
