@@ -24,11 +24,11 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{Output, Sink};
+use super::{Msg, Output, Sink};
 
 /// Records waiting for the writer at most; more are dropped (and counted).
 pub const QUEUE: usize = 65_536;
@@ -138,13 +138,8 @@ impl Record {
     }
 }
 
-static QUEUE_TX: OnceLock<SyncSender<Msg>> = OnceLock::new();
+static QUEUE_TX: OnceLock<SyncSender<Msg<Box<Record>>>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
-
-enum Msg {
-    Record(Box<Record>),
-    Flush(mpsc::Sender<()>),
-}
 
 /// Is the access log on? (One atomic load: the request path checks it per request.)
 #[inline]
@@ -155,7 +150,7 @@ pub fn enabled() -> bool {
 /// Hands a record to the writer without blocking; a full queue drops it (counted).
 pub fn push(r: Record) {
     if let Some(tx) = QUEUE_TX.get() {
-        if tx.try_send(Msg::Record(Box::new(r))).is_err() {
+        if tx.try_send(Msg::Item(Box::new(r))).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -168,25 +163,7 @@ pub fn dropped() -> u64 {
 
 /// Waits (at most `timeout`) until every record queued before the call is written.
 pub fn flush(timeout: Duration) -> bool {
-    let Some(tx) = QUEUE_TX.get() else {
-        return false;
-    };
-    let (ack_tx, ack_rx) = mpsc::channel();
-    let deadline = std::time::Instant::now() + timeout;
-    let mut msg = Msg::Flush(ack_tx);
-    loop {
-        match tx.try_send(msg) {
-            Ok(()) => break,
-            Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
-                msg = m;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(_) => return false,
-        }
-    }
-    ack_rx
-        .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-        .is_ok()
+    super::flush_queue(QUEUE_TX.get(), timeout)
 }
 
 /// Opens `path` and starts the writer thread (once, at boot).
@@ -203,35 +180,11 @@ pub fn start(path: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot start the access log thread: {e}"))
 }
 
-fn writer(rx: Receiver<Msg>, mut out: Output) {
-    let mut buf = Vec::with_capacity(64 << 10);
+fn writer(rx: Receiver<Msg<Box<Record>>>, out: Output) {
     let mut clock = Clf::default();
-    let mut checked = std::time::Instant::now();
-    while let Some(first) = super::next_polled(&rx, &mut out, &mut checked) {
-        let mut next = Some(first);
-        let mut acks = Vec::new();
-        while let Some(m) = next {
-            match m {
-                Msg::Record(r) => {
-                    format_line(&r, &mut clock, &mut buf);
-                    if buf.len() >= 64 << 10 {
-                        out.write(&buf);
-                        buf.clear();
-                    }
-                }
-                Msg::Flush(a) => acks.push(a),
-            }
-            next = rx.try_recv().ok();
-        }
-        if !buf.is_empty() {
-            out.write(&buf);
-            buf.clear();
-        }
-        out.flush();
-        for a in acks {
-            let _ = a.send(());
-        }
-    }
+    super::write_batches(rx, out, 64 << 10, |r, _, buf| {
+        format_line(&r, &mut clock, buf)
+    });
 }
 
 /// `[%d/%b/%Y:%T %z]` of a second, cached (most lines of a burst share their second).

@@ -45,13 +45,14 @@ struct Line {
     kept: bool,
 }
 
-enum Msg {
-    Line(Line),
+/// What a log writer's queue carries: items to write, or a flush request.
+enum Msg<T> {
+    Item(T),
     /// Everything queued before this has been written when the writer answers.
     Flush(mpsc::Sender<()>),
 }
 
-static QUEUE_TX: OnceLock<SyncSender<Msg>> = OnceLock::new();
+static QUEUE_TX: OnceLock<SyncSender<Msg<Line>>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 fn now() -> f64 {
@@ -62,7 +63,7 @@ fn send(line: Line) {
     match QUEUE_TX.get() {
         Some(tx) => {
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                tx.try_send(Msg::Line(line))
+                tx.try_send(Msg::Item(line))
             {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }
@@ -104,7 +105,7 @@ pub fn flush(timeout: Duration) -> bool {
     flush_queue(QUEUE_TX.get(), timeout)
 }
 
-fn flush_queue(tx: Option<&SyncSender<Msg>>, timeout: Duration) -> bool {
+fn flush_queue<T>(tx: Option<&SyncSender<Msg<T>>>, timeout: Duration) -> bool {
     let Some(tx) = tx else {
         return false;
     };
@@ -298,25 +299,38 @@ fn next_polled<T>(rx: &Receiver<T>, out: &mut Output, checked: &mut Instant) -> 
     }
 }
 
-fn writer(rx: Receiver<Msg>, mut out: Output, events: Arc<dyn Keep>) {
-    let mut buf = Vec::with_capacity(16 << 10);
+fn writer(rx: Receiver<Msg<Line>>, out: Output, events: Arc<dyn Keep>) {
+    write_batches(rx, out, 16 << 10, |l, out, buf| {
+        if out.is_file() {
+            buf.extend_from_slice(file_stamp(l.t).as_bytes());
+            buf.push(b' ');
+        }
+        buf.extend_from_slice(l.text.as_bytes());
+        buf.push(b'\n');
+        if !l.kept {
+            events.keep(l.tag, l.text);
+        }
+    });
+}
+
+/// A writer thread's loop: everything queued now is formatted by `put` into one buffer, then
+/// one write (per 64 KiB) and one flush; flush requests are answered after that write. Ends
+/// when every sender is gone.
+fn write_batches<T>(
+    rx: Receiver<Msg<T>>,
+    mut out: Output,
+    capacity: usize,
+    mut put: impl FnMut(T, &Output, &mut Vec<u8>),
+) {
+    let mut buf = Vec::with_capacity(capacity);
     let mut checked = Instant::now();
     while let Some(first) = next_polled(&rx, &mut out, &mut checked) {
         let mut acks = Vec::new();
         let mut next = Some(first);
-        // Everything queued now, then one write and one flush.
         while let Some(m) = next {
             match m {
-                Msg::Line(l) => {
-                    if out.is_file() {
-                        buf.extend_from_slice(file_stamp(l.t).as_bytes());
-                        buf.push(b' ');
-                    }
-                    buf.extend_from_slice(l.text.as_bytes());
-                    buf.push(b'\n');
-                    if !l.kept {
-                        events.keep(l.tag, l.text);
-                    }
+                Msg::Item(item) => {
+                    put(item, &out, &mut buf);
                     if buf.len() >= 64 << 10 {
                         out.write(&buf);
                         buf.clear();
@@ -368,7 +382,7 @@ mod tests {
         let r2: Arc<dyn Keep> = ring.clone();
         let t = std::thread::spawn(move || writer(rx, out, r2));
         let line = |tag, text: &str, kept| {
-            Msg::Line(Line {
+            Msg::Item(Line {
                 tag,
                 text: text.to_string(),
                 t: 1_700_000_000.25,
