@@ -201,6 +201,18 @@ fn dead_backend(name: &str) -> String {
     )
 }
 
+/// An origin answering "live", and the declarations of backends `dead` (a refusing port) and
+/// `live`.
+fn dead_and_live() -> (Origin, String) {
+    let live = named("live");
+    let decl = format!(
+        "{}\n{}",
+        dead_backend("dead"),
+        vcl_backend("live", live.addr())
+    );
+    (live, decl)
+}
+
 fn stat(s: &Server, name: &str) -> u64 {
     admin_stats(s.admin_addr())
         .get(&format!("MAIN.{name}"))
@@ -218,12 +230,7 @@ fn stat(s: &Server, name: &str) -> u64 {
 // Method: round-robin and fallback over [dead, live]; pass requests; a POST with a body is not
 // moved (it fails on the dead member when chosen).
 fn failover_past_refusing_members(cores: usize) {
-    let live = named("live");
-    let backends = format!(
-        "{}\n{}",
-        dead_backend("dead"),
-        vcl_backend("live", live.addr())
-    );
+    let (_live, backends) = dead_and_live();
     let vcl = format!(
         "vcl 4.1;\nimport directors;\n{backends}\n\
          sub vcl_init {{\n\
@@ -319,12 +326,7 @@ fn failover_bounded_by_parameter(cores: usize) {
 // ones are held down (no connect: `backend_fail` stays 1); with holddown 0 every fetch
 // connects again.
 fn holddown_after_refused_connect(cores: usize) {
-    let live = named("live");
-    let backends = format!(
-        "{}\n{}",
-        dead_backend("dead"),
-        vcl_backend("live", live.addr())
-    );
+    let (_live, backends) = dead_and_live();
     let vcl = format!(
         "vcl 4.1;\nimport directors;\n{backends}\n\
          sub vcl_init {{ new fb = directors.fallback(); fb.add_backend(dead); fb.add_backend(live); }}\n\
