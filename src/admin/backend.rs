@@ -118,19 +118,26 @@ fn fallback_current(r: &BackendRow) -> usize {
     r.members.iter().position(|m| m.1).unwrap_or(0)
 }
 
-/// The `X/Y\tHealth` cell pair (the `list` method with pflag 0, or `do_list`'s defaults).
-fn probe_cells(r: &BackendRow) -> String {
+/// What the `list` method reports without `-p`: good probes (or healthy members), window (or
+/// members) and health; a backend without probe and a hash director are `0/0 healthy`.
+fn probe_summary(r: &BackendRow) -> (u32, u32, bool) {
     match kind(r) {
-        Kind::Backend => match &r.probe {
-            Some(p) => format!("{}/{}\t{}", p.good, p.window, health_word(probe_healthy(p))),
-            None => "0/0\thealthy".into(),
-        },
-        Kind::Hash => "0/0\thealthy".into(),
+        Kind::Backend => r
+            .probe
+            .as_ref()
+            .map_or((0, 0, true), |p| (p.good, p.window, probe_healthy(p))),
+        Kind::Hash => (0, 0, true),
         _ => {
             let (nh, n) = member_counts(r);
-            format!("{nh}/{n}\t{}", health_word(nh > 0))
+            (nh as u32, n as u32, nh > 0)
         }
     }
+}
+
+/// The `X/Y\tHealth` cell pair (the `list` method with pflag 0, or `do_list`'s defaults).
+fn probe_cells(r: &BackendRow) -> String {
+    let (good, window, healthy) = probe_summary(r);
+    format!("{good}/{window}\t{}", health_word(healthy))
 }
 
 /// `VBP_Status(vsb, be, 1, 0)`: the `-p` block after a backend's row.
@@ -239,22 +246,8 @@ pub fn list_text(rows: &[&BackendRow], probe: bool) -> String {
 
 /// The `list` method with jflag 1 and pflag 0: `[good, window, "health"]`.
 fn probe_message_json(r: &BackendRow) -> String {
-    match kind(r) {
-        Kind::Backend => match &r.probe {
-            Some(p) => format!(
-                "[{}, {}, \"{}\"]",
-                p.good,
-                p.window,
-                health_word(probe_healthy(p))
-            ),
-            None => "[0, 0, \"healthy\"]".into(),
-        },
-        Kind::Hash => "[0, 0, \"healthy\"]".into(),
-        _ => {
-            let (nh, n) = member_counts(r);
-            format!("[{nh}, {n}, \"{}\"]", health_word(nh > 0))
-        }
-    }
+    let (good, window, healthy) = probe_summary(r);
+    format!("[{good}, {window}, \"{}\"]", health_word(healthy))
 }
 
 /// The `list` method with jflag 1 and pflag 1, written after `"probe_details": ` (it ends with
