@@ -30,6 +30,20 @@ import os
 import sys
 
 
+def load_results(work):
+    """Every `WORK/*/result.kv` of a load-test run (one `key=value` per line), in run order;
+    the report sections of probes.sh and probe_truth.sh import it."""
+    res = []
+    for p in sorted(glob.glob(os.path.join(work, "*", "result.kv"))):
+        d = {}
+        for l in open(p):
+            if "=" in l:
+                k, v = l.rstrip("\n").split("=", 1)
+                d[k] = v
+        res.append(d)
+    return res
+
+
 def pct(sorted_vals, q):
     if not sorted_vals:
         return float("nan")

@@ -351,16 +351,11 @@ OUT=$OUT_DIR/probe-truth-$(date +%Y%m%d-%H%M%S).md
     echo "- wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency on cached 1 KiB hits; nothing pinned; probe .timeout = 200ms .interval = 1s .window = 5 .threshold = 3 .initial = 3"
     echo "- command: DURATION=$DURATION CONNS=$CONNS WRK_THREADS=$WRK_THREADS RUNS=$RUNS bash loadtest/probe_truth.sh"
     echo
-    python3 - "$WORK" <<'EOF'
+    LOADTEST_DIR="$ROOT/loadtest" python3 - "$WORK" <<'EOF'
 import glob, os, sys
-res = []
-for p in sorted(glob.glob(os.path.join(sys.argv[1], "*", "result.kv"))):
-    d = {}
-    for l in open(p):
-        if "=" in l:
-            k, v = l.rstrip("\n").split("=", 1)
-            d[k] = v
-    res.append(d)
+sys.path.insert(0, os.environ["LOADTEST_DIR"])
+from probe_stats import load_results
+res = load_results(sys.argv[1])
 g = lambda d, k: d.get(k, "-")
 print("| server | run | req/s | p50 / p99 ms | wrk errors | hot origin reqs | probes logged / seen by origin | failed probes | Went sick | backend.list -p at end (happy of last 64) | probe time p50 / p99 / max ms | lateness (origin) p50 / p99 / max ms | poller lateness p50 / p99 / max ms | server CPU % | poller CPU % | wrk CPU % | others % | all CPUs % | status | machine |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

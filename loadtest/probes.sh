@@ -410,16 +410,11 @@ OUT=$OUT_DIR/probes-$(date +%Y%m%d-%H%M%S).md
     echo "- server on CPU $SERVER_CPU, probe origin ($ORIGIN_THREADS threads) on CPU $ORIGIN_CPU; warm-up ${WARMUP}s after ready, window ${DURATION}s"
     echo "- command: N=$N INTERVAL_MS=$INTERVAL_MS DURATION=$DURATION WARMUP=$WARMUP BASELINE=$BASELINE RUNS=$RUNS bash loadtest/probes.sh"
     echo
-    python3 - "$WORK" <<'EOF'
+    LOADTEST_DIR="$ROOT/loadtest" python3 - "$WORK" <<'EOF'
 import glob, os, sys, statistics as st
-res = []
-for p in sorted(glob.glob(os.path.join(sys.argv[1], "*", "result.kv"))):
-    d = {}
-    for l in open(p):
-        if "=" in l:
-            k, v = l.rstrip("\n").split("=", 1)
-            d[k] = v
-    res.append(d)
+sys.path.insert(0, os.environ["LOADTEST_DIR"])
+from probe_stats import load_results
+res = load_results(sys.argv[1])
 runs = [d for d in res if d.get("run") not in ("baseline", "floor")]
 base = {d["server"]: d for d in res if d.get("run") == "baseline"}
 floor = next((d for d in res if d.get("run") == "floor"), {})
