@@ -35,6 +35,12 @@
 #   * probes per second, backends probed, health at the end (`backend.list`), "Went sick"
 #     lines (ringcache's stderr; none expected: `.initial = threshold`), RSS and VmHWM.
 #
+# The physical limit: loadtest/prober.rs (`cargo build --release --example prober`), a minimal
+# io_uring prober that makes the same exchanges for the same N backends on the same schedule
+# (one thread, one ring, no VCL, no health window, no log) is measured like a server, pinned to
+# the server's CPU, in every run (SKIP_PROBER=1 leaves it out; PROBER_MODE=linked|steps): the
+# poller's CPU per probe over the prober's is what ringcache's own machinery costs.
+#
 # The kernel's floor: `probe_origin --client` pinned to the server's CPU makes FLOOR_COUNT
 # probe exchanges one after the other against the same origin and reports its CPU per
 # connection; a poller's CPU per probe is compared with it (on loopback most of both ends' TCP
@@ -50,7 +56,8 @@
 # to load 10,000 backends, 30 s to load 1,000 (docs/benchmarks.md).
 #
 # Env knobs: N (10000), DURATION (60, s), WARMUP (10, s after ready), BASELINE (20, s; 0 skips),
-# RUNS (1; >1 alternates ringcache, varnish, ringcache, ...), SKIP_VARNISH, SKIP_RINGCACHE,
+# RUNS (1; >1 alternates ringcache, varnish, prober, ringcache, ...), SKIP_VARNISH, SKIP_RINGCACHE,
+# SKIP_PROBER, PROBER_MODE (linked),
 # SKIP_BUILD, SERVER_CPU (1, or none), ORIGIN_CPU (0, or none), ORIGIN_THREADS (4),
 # QUIET_WAIT (600 s to wait for an idle machine before each run), NOISE_MAX (15), RETRIES (2),
 # FLOOR_COUNT (20000; 0 skips), BOOT_WAIT (900 s), SKIP_VARNISH_C=1 (no separate `varnishd -C`:
@@ -66,6 +73,8 @@ BASELINE=${BASELINE:-20}
 RUNS=${RUNS:-1}
 SKIP_VARNISH=${SKIP_VARNISH:-0}
 SKIP_RINGCACHE=${SKIP_RINGCACHE:-0}
+SKIP_PROBER=${SKIP_PROBER:-0}
+PROBER_MODE=${PROBER_MODE:-linked}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 ORIGIN_CPU=${ORIGIN_CPU:-0}
@@ -90,6 +99,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT_DIR=${OUT_DIR:-$ROOT/loadtest/out}
 RINGCACHE_BIN=$TARGET/release/ringcache
+PROBER_BIN=$TARGET/release/examples/prober
 PROBE_ORIGIN_BIN=$TARGET/release/probe_origin
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -325,6 +335,80 @@ EOF
     [[ $KEEP == 1 ]] || rm -f "$RUN"/origin/probes-*.log "$RUN/server.log" "$vcl"
 }
 
+# One measured run of the minimal io_uring prober (loadtest/prober.rs), run $1, attempt $2: the
+# same backends, schedule, origin and CPU as a server; its own report gives its lateness.
+measure_prober() {
+    local run=$1 attempt=$2
+    LAST_NOISY=0
+    RUN=$WORK/prober-$run-$attempt
+    mkdir -p "$RUN"
+    chmod 755 "$RUN"
+    local kv=$RUN/result.kv
+    : >"$kv"
+    put() { printf '%s=%s\n' "$1" "$2" >>"$kv"; }
+    put server prober
+    put run "$run"
+    put attempt "$attempt"
+    wait_quiet "$QUIET_WAIT"
+    put quiet "$QUIET_NOTE"
+    put load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
+    start_probe_origin "$ORIGIN_CPU" "$RUN/origin" "$RUN/origin.count"
+    log "prober run $run: $N backends, mode $PROBER_MODE"
+    START_NS=$(now_ns)
+    "${SRV_PIN[@]}" "$PROBER_BIN" --target "127.0.0.1:$ORIGIN_PORT" --backends "$N" \
+        --interval-ms "$INTERVAL_MS" --warmup "$WARMUP" --duration "$((DURATION + 3))" --mode "$PROBER_MODE" \
+        >"$RUN/prober.out" 2>&1 &
+    SRV_PID=$!
+    PIDS+=("$SRV_PID")
+    sleep "$WARMUP"
+    local p0 p1 ps0 ps1 o0 o1 b0 b1 st0 st1 t0 t1 lo0 lo1 rto0 rto1 el
+    p0=$(thread_ticks "$SRV_PID" prober)
+    ps0=$(thread_ticks "$SRV_PID" prober stime)
+    o0=$(tree_ticks "$ORIGIN_PID")
+    read -r b0 st0 < <(sys_ticks)
+    lo0=$(tcpext ListenOverflows)
+    rto0=$(tcpext TCPTimeouts)
+    t0=$(now_ns)
+    sleep "$DURATION"
+    t1=$(now_ns)
+    p1=$(thread_ticks "$SRV_PID" prober)
+    ps1=$(thread_ticks "$SRV_PID" prober stime)
+    o1=$(tree_ticks "$ORIGIN_PID")
+    read -r b1 st1 < <(sys_ticks)
+    lo1=$(tcpext ListenOverflows)
+    rto1=$(tcpext TCPTimeouts)
+    el=$(secs "$t0" "$t1")
+    wait "$SRV_PID" || put status "prober failed: $(tail -3 "$RUN/prober.out" | tr '\n' ' ')"
+    forget "$SRV_PID"
+    put window_s "$el"
+    put proc_cpu_pct "$(pct $((p1 - p0)) "$el")"
+    put proc_ticks "$((p1 - p0))"
+    put poller_cpu_pct "$(pct $((p1 - p0)) "$el")"
+    put poller_sys_pct "$(pct $((ps1 - ps0)) "$el")"
+    put poller_ticks "$((p1 - p0))"
+    put origin_cpu_pct "$(pct $((o1 - o0)) "$el")"
+    put others_cpu_pct "$(pct $((b1 - b0 - (p1 - p0) - (o1 - o0))) "$el")"
+    put steal_pct "$(pct $((st1 - st0)) "$el")"
+    put listen_overflows "$((lo1 - lo0))"
+    put tcp_rtos "$((rto1 - rto0))"
+    # Its own lateness, in the poller's keys (its window is its own, within a few ms of this one).
+    awk -F= '/^prober_late_(p50|p99|max)_us=/ { sub("prober_late_", "", $1); print "poller_lateness_" $1 "=" $2 }
+             /^prober_exchanges=/ { print "poller_probes=" $2 }
+             /^prober_/ { print }' "$RUN/prober.out" >>"$kv"
+    sleep 0.3
+    stop_tree "$ORIGIN_PID"
+    forget "$ORIGIN_PID"
+    python3 "$ROOT/loadtest/probe_stats.py" "$RUN/origin" "$t0" "$t1" "$INTERVAL" "$START_NS" b >>"$kv"
+    local others
+    others=$(grep '^others_cpu_pct=' "$kv" | cut -d= -f2)
+    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$others" "$NOISE_MAX"; then
+        LAST_NOISY=1
+        put noisy "others used ${others}% of a core"
+    fi
+    log "prober run $run attempt $attempt: $(tr '\n' ' ' <"$kv")"
+    [[ $KEEP == 1 ]] || rm -f "$RUN"/origin/probes-*.log
+}
+
 # Idle CPU of $SERVER with -b (no probe), BASELINE s after 3 s of settling.
 baseline() {
     local dir=$WORK/$SERVER-baseline c0 c1 t0 t1 el
@@ -364,24 +448,30 @@ if [[ $SKIP_BUILD != 1 && $SKIP_RINGCACHE != 1 ]]; then
     (cd "$ROOT" && cargo build --release --bin ringcache) >&2 || die "cargo build failed"
 fi
 [[ $SKIP_RINGCACHE == 1 || -x $RINGCACHE_BIN ]] || die "$RINGCACHE_BIN missing"
+if [[ $SKIP_BUILD != 1 && $SKIP_PROBER != 1 ]]; then
+    log "building the minimal io_uring prober (release)"
+    (cd "$ROOT" && cargo build --release --example prober) >&2 || die "cargo build --example prober failed"
+fi
+[[ $SKIP_PROBER == 1 || -x $PROBER_BIN ]] || die "$PROBER_BIN missing"
 build_probe_origin "$PROBE_ORIGIN_BIN"
 
 SERVERS=()
 [[ $SKIP_RINGCACHE == 1 ]] || SERVERS+=(ringcache)
 [[ $SKIP_VARNISH == 1 ]] || SERVERS+=(varnish)
+[[ $SKIP_PROBER == 1 ]] || SERVERS+=(prober)
 ((${#SERVERS[@]})) || die "nothing to measure"
 log "N=$N backends, interval ${INTERVAL_MS}ms; warm-up ${WARMUP}s, window ${DURATION}s; servers: ${SERVERS[*]}; server CPU $SERVER_CPU, origin CPU $ORIGIN_CPU"
 
 for ((run = 1; run <= RUNS; run++)); do
     for SERVER in "${SERVERS[@]}"; do
         for ((attempt = 1; attempt <= RETRIES + 1; attempt++)); do
-            measure "$run" "$attempt"
+            if [[ $SERVER == prober ]]; then measure_prober "$run" "$attempt"; else measure "$run" "$attempt"; fi
             ((LAST_NOISY)) || break
         done
     done
 done
 if ((BASELINE > 0)); then
-    for SERVER in "${SERVERS[@]}"; do baseline; done
+    for SERVER in "${SERVERS[@]}"; do [[ $SERVER == prober ]] || baseline; done
 fi
 if ((FLOOR_COUNT > 0)); then
     # The kernel's floor for one probe exchange: a blocking client on the server's CPU.
@@ -471,8 +561,27 @@ for s, b in base.items():
     print("- %s: %s %% of a core over %s s, RSS %s MiB" % (s, g(b, "proc_cpu_pct"), g(b, "window_s"), g(b, "rss_mib")))
 rc = [d for d in runs if d["server"] == "ringcache" and "net" in d]
 vn = [d for d in runs if d["server"] == "varnish" and "net" in d]
-if not (rc and vn):
-    sys.exit(0)
+pr = [d for d in runs if d["server"] == "prober" and not d.get("noisy") and not d.get("status")]
+rp = [d for d in runs if d["server"] == "ringcache" and not d.get("noisy") and not d.get("status")]
+if rp and pr:
+    print("\n## ringcache's poller / the minimal io_uring prober (the physical limit), per run\n")
+    print("| run | poller CPU % | prober CPU % | µs per probe: poller / prober | **ratio** | lateness p50 ms: poller / prober | p99 ms: poller / prober | origin-side p99 ms: ringcache / prober |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for d in rp:
+        q = next((x for x in pr if x["run"] == d["run"]), None)
+        if not q:
+            continue
+        r = d["poller_us"] / q["poller_us"] if q["poller_us"] else float("nan")
+        ratios.append(r)
+        ms = lambda x, k: "%.3f" % (f(x, k) / 1000)
+        print("| %s | %s | %s | %.1f / %.1f | **%.2f** | %s / %s | %s / %s | %s / %s |" % (d["run"],
+            g(d, "poller_cpu_pct"), g(q, "poller_cpu_pct"), d["poller_us"], q["poller_us"], r,
+            ms(d, "poller_lateness_p50_us"), ms(q, "poller_lateness_p50_us"),
+            ms(d, "poller_lateness_p99_us"), ms(q, "poller_lateness_p99_us"),
+            g(d, "gap_p99_ms"), g(q, "gap_p99_ms")))
+    if ratios:
+        print("\nMedian ratio of CPU per probe, poller / prober: **%.2f** over %d runs." % (st.median(ratios), len(ratios)))
 if rc and vn:
     med = lambda xs, k: st.median(f(d, k) for d in xs)
     print("\n## Ratios ringcache / varnishd (medians of runs)\n")
