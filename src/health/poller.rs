@@ -73,6 +73,16 @@ const START_WAIT: Duration = Duration::from_secs(10);
 /// io_uring entries of the poller's ring (a poke has at most two operations in flight).
 const RING_ENTRIES: u32 = 1024;
 
+/// The poller's ring: completions wait for the poller to ask for them (`DEFER_TASKRUN`), so a
+/// busy poller is not interrupted by task work for every probe socket that became readable.
+/// `RINGCACHE_POLLER_RING=plain` sets it up with the kernel's defaults (for comparison runs).
+fn ring() -> crate::server::Ring {
+    match std::env::var("RINGCACHE_POLLER_RING") {
+        Ok(v) if v == "plain" => crate::server::Ring::Plain,
+        _ => crate::server::Ring::DeferTaskrun,
+    }
+}
+
 /// How often the poller looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
@@ -95,7 +105,7 @@ pub fn spawn(
             if let Some(c) = core {
                 core_affinity::set_for_current(c);
             }
-            let r = crate::server::run_runtime(RING_ENTRIES, move |_engine| async move {
+            let r = crate::server::run_runtime(RING_ENTRIES, ring(), move |_engine| async move {
                 let _ = up_tx.send(());
                 run(rx, report, late, stop).await;
             });

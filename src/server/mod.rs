@@ -66,19 +66,43 @@ pub enum Engine {
     Epoll(String),
 }
 
-/// Builds a monoio runtime on the current thread (io_uring, else epoll) and runs `f` on it.
-pub fn run_runtime<F, Fut>(entries: u32, f: F) -> Result<(), String>
+/// How a runtime's io_uring is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ring {
+    /// The kernel's defaults.
+    Plain,
+    /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (Linux 6.1+; falls back to
+    /// [`Ring::Plain`] on an older kernel): completions are posted only when the thread waits
+    /// in the ring, never by interrupting it with task work. Measured on the poller: the
+    /// lateness tail drops (docs/benchmarks.md, "Health: ... the ring").
+    DeferTaskrun,
+}
+
+/// Builds a monoio runtime on the current thread (io_uring set up as `ring` says, else epoll)
+/// and runs `f` on it.
+pub fn run_runtime<F, Fut>(entries: u32, ring: Ring, f: F) -> Result<(), String>
 where
     F: FnOnce(Engine) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let forced_epoll = std::env::var("RINGCACHE_FORCE_EPOLL").is_ok_and(|v| v == "1");
     if !forced_epoll {
-        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(entries)
-            .enable_timer()
-            .build()
-        {
+        let build = |ring: Ring| {
+            let mut urb = io_uring::IoUring::builder();
+            if ring == Ring::DeferTaskrun {
+                urb.setup_single_issuer().setup_defer_taskrun();
+            }
+            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .with_entries(entries)
+                .uring_builder(urb)
+                .enable_timer()
+                .build()
+        };
+        let built = match build(ring) {
+            Err(_) if ring != Ring::Plain => build(Ring::Plain),
+            r => r,
+        };
+        match built {
             Ok(mut rt) => {
                 rt.block_on(f(Engine::IoUring));
                 return Ok(());
@@ -359,7 +383,7 @@ pub fn run(config: Config) -> Result<i32, BootError> {
                     core_affinity::set_for_current(c);
                 }
                 let ready2 = ready.clone();
-                let r = run_runtime(4096, move |engine| {
+                let r = run_runtime(4096, Ring::Plain, move |engine| {
                     shard_main(id, shared, lst, rx, engine, ready2)
                 });
                 if let Err(e) = r {
