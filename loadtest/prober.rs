@@ -10,23 +10,29 @@
 //!
 //! ```text
 //! cargo run --release --example prober -- --target 127.0.0.1:PORT [--backends 10000]
-//!     [--interval-ms 1000] [--warmup 10] [--duration 60] [--mode linked|steps] [--ring defer|plain]
+//!     [--interval-ms 1000] [--warmup 10] [--duration 60] [--mode steps|linked]
+//!     [--ring defer|plain] [--tick-us 1000]
 //! ```
 //!
+//! `--tick-us 1000` (default): wake-ups are rounded up to the next millisecond, as the timer
+//! wheel of monoio (the poller's runtime) does, so both batch the same; 0 wakes at each due time.
 //! `--ring defer` (default): the ring is set up with `SINGLE_ISSUER | DEFER_TASKRUN`, as the
 //! poller's: completions are posted when the thread waits for them, not by interrupting it.
 //!
-//! `--mode linked` (default): each exchange is one linked chain submitted at once, `SOCKET`
+//! `--mode steps` (default): `socket(2)` then one operation at a time (`CONNECT`, `SEND`,
+//! `RECV`..., `CLOSE`), each submitted when the previous completed, as an async runtime does it.
+//! `--mode linked`: each exchange is one linked chain submitted at once, `SOCKET`
 //! into a registered file slot → `CONNECT` → `SEND` → `RECV`, then `RECV` until EOF and a
 //! `CLOSE` of the slot: no file-table updates, no syscall outside `io_uring_enter`.
-//! `--mode steps`: `socket(2)` then one operation at a time (`CONNECT`, `SEND`, `RECV`...,
-//! `CLOSE`), each submitted when the previous completed, as an async runtime does it.
+//! On this machine `steps` costs less CPU than `linked` (docs/benchmarks.md), so it is the
+//! default: the limit is the cheapest way found, not the cleverest.
 //!
 //! The first round is spread evenly over one interval. After `--warmup` s it measures for
 //! `--duration` s and prints `key=value` lines: exchanges completed and failed, the thread's
 //! CPU (`getrusage(RUSAGE_THREAD)`: user and system) in % of one core and µs per exchange, and
 //! the lateness of exchange starts (start − due time, p50/p99/max, µs): the timer is the
-//! `io_uring_enter` timeout, to the microsecond.
+//! `io_uring_enter` timeout, rounded up to the tick. Also the exchanges' durations and the
+//! longest `io_uring_enter`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -80,13 +86,14 @@ struct Args {
     mode: Mode,
     /// `IORING_SETUP_DEFER_TASKRUN` (`--ring defer`, the default) or the kernel's defaults.
     defer: bool,
+    tick: Duration,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("prober: {msg}");
     eprintln!(
         "usage: prober --target 127.0.0.1:PORT [--backends N] [--interval-ms MS] \
-         [--warmup S] [--duration S] [--mode linked|steps] [--ring defer|plain]"
+         [--warmup S] [--duration S] [--mode steps|linked] [--ring defer|plain] [--tick-us 1000]"
     );
     exit(2);
 }
@@ -98,8 +105,9 @@ fn parse_args() -> Args {
         interval: Duration::from_secs(1),
         warmup: Duration::from_secs(10),
         duration: Duration::from_secs(60),
-        mode: Mode::Linked,
+        mode: Mode::Steps,
         defer: true,
+        tick: Duration::from_millis(1),
     };
     let mut have_target = false;
     let mut it = std::env::args().skip(1);
@@ -124,6 +132,7 @@ fn parse_args() -> Args {
                     _ => usage("--mode is linked or steps"),
                 }
             }
+            "--tick-us" => a.tick = Duration::from_micros(num(&v)),
             "--ring" => {
                 a.defer = match v.as_str() {
                     "defer" => true,
@@ -221,6 +230,8 @@ struct Prober {
     waiting: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     interval: Duration,
+    /// Timer resolution: wake-ups are rounded up to a multiple of it (zero: exact).
+    tick: Duration,
     ok: u64,
     failed: u64,
     lateness_us: Vec<u64>,
@@ -440,11 +451,19 @@ impl Prober {
                 }
                 self.start(i);
             }
-            let next = self
+            let mut next = self
                 .timers
                 .peek()
                 .map_or(end, |Reverse((d, _))| *d)
                 .min(end);
+            if !self.tick.is_zero() {
+                // Coalesce wake-ups: sleep to the next tick boundary (from `t0`) at or after
+                // the earliest due time, and start everything due by then.
+                let since = next.saturating_duration_since(t0).as_nanos();
+                let tick = self.tick.as_nanos();
+                let up = since.div_ceil(tick) * tick;
+                next = t0 + Duration::from_nanos(u64::try_from(up).unwrap_or(u64::MAX));
+            }
             let wait = next.saturating_duration_since(Instant::now());
             let ts = types::Timespec::new()
                 .sec(wait.as_secs())
@@ -528,6 +547,7 @@ fn main() {
         waiting: Vec::new(),
         timers,
         interval: a.interval,
+        tick: a.tick,
         ok: 0,
         failed: 0,
         lateness_us: Vec::new(),
@@ -553,6 +573,7 @@ fn main() {
         }
     );
     println!("prober_ring={}", if a.defer { "defer" } else { "plain" });
+    println!("prober_tick_us={}", a.tick.as_micros());
     println!("prober_window_s={secs:.3}");
     println!("prober_exchanges={}", p.ok);
     println!("prober_failures={}", p.failed);

@@ -57,7 +57,7 @@
 #
 # Env knobs: N (10000), DURATION (60, s), WARMUP (10, s after ready), BASELINE (20, s; 0 skips),
 # RUNS (1; >1 alternates ringcache, varnish, prober, ringcache, ...), SKIP_VARNISH, SKIP_RINGCACHE,
-# SKIP_PROBER, PROBER_MODE (linked),
+# SKIP_PROBER, PROBER_MODE (steps),
 # SKIP_BUILD, SERVER_CPU (1, or none), ORIGIN_CPU (0, or none), ORIGIN_THREADS (4),
 # QUIET_WAIT (600 s to wait for an idle machine before each run), NOISE_MAX (15), RETRIES (2),
 # FLOOR_COUNT (20000; 0 skips), BOOT_WAIT (900 s), SKIP_VARNISH_C=1 (no separate `varnishd -C`:
@@ -74,7 +74,7 @@ RUNS=${RUNS:-1}
 SKIP_VARNISH=${SKIP_VARNISH:-0}
 SKIP_RINGCACHE=${SKIP_RINGCACHE:-0}
 SKIP_PROBER=${SKIP_PROBER:-0}
-PROBER_MODE=${PROBER_MODE:-linked}
+PROBER_MODE=${PROBER_MODE:-steps}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 ORIGIN_CPU=${ORIGIN_CPU:-0}
