@@ -267,11 +267,16 @@ async fn probe_loop(
     }
 }
 
-/// Buckets of [`Lateness`]: 16 of 1 µs, then 8 per power of two up to 2^40 µs.
-const LATE_BUCKETS: usize = 16 + 37 * 8;
+/// Sub-buckets per power of two in [`Lateness`] (2^5: about 3% resolution, so a p99 near the
+/// 5 ms goal reads as 4.86 or 5.12 ms, not "somewhere in 4.1-5.1").
+const LATE_SUB_BITS: u32 = 5;
+const LATE_SUB: u64 = 1 << LATE_SUB_BITS;
+/// Buckets of [`Lateness`]: [`LATE_SUB`] of 1 µs, then [`LATE_SUB`] per power of two up to
+/// 2^40 µs.
+const LATE_BUCKETS: usize = (LATE_SUB + (40 - LATE_SUB_BITS as u64) * LATE_SUB) as usize;
 
 /// A lock-free histogram of how late pokes start (start time − due time), in microseconds with
-/// about 12% resolution. Written by the poller thread, read by anyone.
+/// about 3% resolution. Written by the poller thread, read by anyone.
 pub struct Lateness {
     buckets: Box<[AtomicU64]>,
     count: AtomicU64,
@@ -294,23 +299,25 @@ impl Lateness {
     }
 
     fn bucket(us: u64) -> usize {
-        if us < 16 {
+        if us < LATE_SUB {
             return us as usize;
         }
-        let lg = 63 - us.leading_zeros() as u64; // >= 4
-        let sub = (us >> (lg - 3)) & 7;
-        (16 + (lg - 4) * 8 + sub).min(LATE_BUCKETS as u64 - 1) as usize
+        let lg = 63 - u64::from(us.leading_zeros()); // >= LATE_SUB_BITS
+        let shift = lg - u64::from(LATE_SUB_BITS);
+        let sub = (us >> shift) & (LATE_SUB - 1);
+        (LATE_SUB + shift * LATE_SUB + sub).min(LATE_BUCKETS as u64 - 1) as usize
     }
 
     /// The largest value (µs) that falls in bucket `i`.
     fn upper(i: usize) -> u64 {
-        if i < 16 {
-            return i as u64;
+        let i = i as u64;
+        if i < LATE_SUB {
+            return i;
         }
-        let k = (i - 16) as u64;
-        let lg = k / 8 + 4;
-        let sub = k % 8;
-        ((8 + sub) << (lg - 3)) + (1u64 << (lg - 3)) - 1
+        let k = i - LATE_SUB;
+        let shift = k / LATE_SUB;
+        let sub = k % LATE_SUB;
+        ((LATE_SUB + sub) << shift) + (1u64 << shift) - 1
     }
 
     pub fn record(&self, late: Duration) {
@@ -820,13 +827,32 @@ mod tests {
         assert!((980.0..=990.0).contains(&p99), "{p99}");
         assert_eq!(l.max(), Duration::from_micros(990));
         // Every value lands in a bucket whose bounds hold it.
-        for us in [0u64, 15, 16, 17, 31, 32, 1000, 4_999, 1 << 20, u64::MAX / 2] {
+        for us in [
+            0u64,
+            15,
+            16,
+            17,
+            31,
+            32,
+            33,
+            63,
+            64,
+            65,
+            1000,
+            4_999,
+            5_000,
+            1 << 20,
+            u64::MAX / 2,
+        ] {
             let b = Lateness::bucket(us);
             assert!(us <= Lateness::upper(b) || b == LATE_BUCKETS - 1, "{us}");
             if b > 0 && b < LATE_BUCKETS - 1 {
                 assert!(us > Lateness::upper(b - 1), "{us}");
             }
         }
+        // About 3% resolution: 5 ms reads as at most 5.12 ms.
+        let up = Lateness::upper(Lateness::bucket(5_000));
+        assert!((5_000..5_160).contains(&up), "{up}");
         l.record(Duration::from_secs(1 << 30));
         assert_eq!(l.count(), 101);
     }
