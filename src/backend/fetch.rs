@@ -125,16 +125,17 @@ pub async fn fetch(
             Err(Attempt::BeforeResponse(e)) | Err(Attempt::After(e)) => return Err(e),
         }
     }
-    let stream = match conn::connect(&to.endpoint.dest, limits.connect).await {
-        Ok(s) => s,
-        Err(e) => {
-            counters.inc(C::backend_fail);
-            return Err(match e {
-                ConnectError::Failed(e) => FetchError::Connect(e),
-                ConnectError::TimedOut => FetchError::ConnectTimeout,
-            });
-        }
-    };
+    let stream =
+        match conn::connect(&to.endpoint.dest, limits.connect, conn::Purpose::Traffic).await {
+            Ok(s) => s,
+            Err(e) => {
+                counters.inc(C::backend_fail);
+                return Err(match e {
+                    ConnectError::Failed(e) => FetchError::Connect(e),
+                    ConnectError::TimedOut => FetchError::ConnectTimeout,
+                });
+            }
+        };
     counters.inc(C::backend_conn);
     // A new connection starts with the endpoint's preamble and this fetch's PROXY header.
     let first = match (&to.endpoint.preamble, &to.proxy) {

@@ -183,7 +183,12 @@ pub async fn poke(t: &Target) -> Poke {
     let deadline = start + t.timeout;
     let mut p = Poke::default();
 
-    let connected = conn::connect(&t.dest, deadline.saturating_duration_since(start)).await;
+    let connected = conn::connect(
+        &t.dest,
+        deadline.saturating_duration_since(start),
+        conn::Purpose::Probe,
+    )
+    .await;
     let mut stream = match connected {
         Ok(s) => s,
         Err(ConnectError::Failed(e)) => {

@@ -247,7 +247,12 @@ async fn send_parse_error(shard: &Shard, conn: &mut Conn, e: &ParseError) {
 /// Opens the backend side of a `return (pipe)`, sends the request and what the client sent
 /// after it, then tunnels until both sides are done.
 async fn run_pipe(shard: &Shard, mut conn: Conn, p: PipeRequest, xid: u64) {
-    let connected = crate::backend::conn::connect(&p.endpoint.dest, p.connect_timeout).await;
+    let connected = crate::backend::conn::connect(
+        &p.endpoint.dest,
+        p.connect_timeout,
+        crate::backend::conn::Purpose::Traffic,
+    )
+    .await;
     let mut backend = match connected {
         Ok(s) => s,
         Err(e) => {
