@@ -35,7 +35,7 @@
 //! longest `io_uring_enter`.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::process::exit;
@@ -100,7 +100,7 @@ fn usage(msg: &str) -> ! {
 
 fn parse_args() -> Args {
     let mut a = Args {
-        target: "127.0.0.1:0".parse().unwrap_or_else(|_| usage("internal")),
+        target: SocketAddr::from(([127, 0, 0, 1], 0)),
         backends: 10_000,
         interval: Duration::from_secs(1),
         warmup: Duration::from_secs(10),
@@ -226,8 +226,8 @@ struct Prober {
     mode: Mode,
     backends: Vec<Backend>,
     free_slots: Vec<u32>,
-    /// Backends due but waiting for a free slot.
-    waiting: Vec<usize>,
+    /// Backends due but waiting for a free slot, oldest first.
+    waiting: VecDeque<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     interval: Duration,
     /// Timer resolution: wake-ups are rounded up to a multiple of it (zero: exact).
@@ -238,6 +238,8 @@ struct Prober {
     /// Exchange durations (start to close completed), µs.
     exchange_us: Vec<u64>,
     measuring: bool,
+    /// Completions taken from the ring in one iteration (kept for its capacity).
+    done: Vec<(u64, i32)>,
     iterations: u64,
     enter_max: Duration,
     enter_over: u64,
@@ -264,7 +266,7 @@ impl Prober {
         match self.mode {
             Mode::Linked => {
                 let Some(slot) = self.free_slots.pop() else {
-                    self.waiting.push(i);
+                    self.waiting.push_back(i);
                     return;
                 };
                 let b = &mut self.backends[i];
@@ -412,7 +414,7 @@ impl Prober {
                 }
                 if self.mode == Mode::Linked {
                     self.free_slots.push(fd as u32);
-                    if let Some(w) = self.waiting.pop() {
+                    if let Some(w) = self.waiting.pop_front() {
                         self.start(w);
                     }
                 }
@@ -486,14 +488,13 @@ impl Prober {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
                 Err(e) => return Err(e),
             }
-            let done: Vec<(u64, i32)> = self
-                .ring
-                .completion()
-                .map(|c| (c.user_data(), c.result()))
-                .collect();
-            for (u, r) in done {
+            let mut done = std::mem::take(&mut self.done);
+            done.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+            for &(u, r) in &done {
                 self.complete(u, r);
             }
+            done.clear();
+            self.done = done;
         }
     }
 }
@@ -544,7 +545,7 @@ fn main() {
         mode: a.mode,
         backends,
         free_slots: (0..SLOTS).rev().collect(),
-        waiting: Vec::new(),
+        waiting: VecDeque::new(),
         timers,
         interval: a.interval,
         tick: a.tick,
@@ -552,6 +553,7 @@ fn main() {
         failed: 0,
         lateness_us: Vec::new(),
         exchange_us: Vec::new(),
+        done: Vec::new(),
         iterations: 0,
         enter_max: Duration::ZERO,
         enter_over: 0,
