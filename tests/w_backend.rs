@@ -680,8 +680,17 @@ fn probes_of_uds_and_via_backends(cores: usize) {
     assert!(probe_prefix.starts_with(V2_SIG), "{probe_prefix:?}");
     assert_eq!(&probe_prefix[20..24], &[192, 0, 2, 30]);
     assert!(probe_prefix.ends_with(b"tls.example"));
-    assert_eq!(get(s.addr(), "/u", &[]).body_str(), "uds");
-    assert_eq!(get(s.addr(), "/tls", &[]).body_str(), "via");
+    for (path, body) in [("/u", "uds"), ("/tls", "via")] {
+        let r = get(s.addr(), path, &[]);
+        assert_eq!(
+            r.body_str(),
+            body,
+            "{path}: {}\n{}\n{}",
+            r.status,
+            adm.cmd("backend.list -p").body,
+            s.stderr_text()
+        );
+    }
 }
 
 // Goal: pools are keyed by address: two backends naming one origin, and a new VCL loaded with
