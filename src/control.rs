@@ -23,7 +23,8 @@ use crate::bans::{BanRow, Bans};
 use crate::cache::ban::BanSpec;
 use crate::health::poller::Lateness;
 use crate::health::slots::{starts_healthy, ProbeChange, ProbeWant, SlotKey, Slots};
-use crate::health::{epoch_now, Health, SlotStatus};
+use crate::health::window::Window;
+use crate::health::{epoch_now, Health, ProbeView, SlotStatus};
 use crate::params::{ParamDef, Params};
 use crate::stats::view::{Plane, PlaneBackend};
 use crate::stats::Stats;
@@ -234,8 +235,20 @@ impl Control {
                         board.set_probe(*slot, true);
                     });
                 }
-                ProbeChange::Start { slot, .. } => {
-                    self.health.update_status(*slot, |s| s.probing = true);
+                ProbeChange::Start { slot, probe } => {
+                    // A slot that was not probed starts from its probe's initial state at
+                    // once, as Varnish's does at VCL load: `backend.list` and the board agree
+                    // before the poller's first report (without this, `backend.list` showed
+                    // "0/0 healthy" until then while the board said sick).
+                    let board = &self.health.board;
+                    self.health.update_status(*slot, |s| {
+                        s.probing = true;
+                        if s.probe.is_none() {
+                            let w = Window::new(probe.window, probe.threshold, probe.initial);
+                            board.set_probe(*slot, w.healthy());
+                            s.probe = Some(ProbeView::of(&w));
+                        }
+                    });
                 }
             }
             (self.probes)(ch);
@@ -587,5 +600,70 @@ impl crate::admin::Control for Control {
             .iter()
             .find(|e| e.name == name)
             .map(|e| e.vcl.sources.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::Control as _;
+
+    /// The control plane over `text`, with no poller behind it: probe changes are recorded.
+    fn boot(text: &str) -> (Control, Arc<Mutex<Vec<String>>>) {
+        let (vcl, _warnings) = LoadedVcl::from_text("<test>", text).expect("the VCL compiles");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let sink: ProbeSink = Box::new(move |ch| {
+            let what = match ch {
+                ProbeChange::Start { slot, .. } => format!("start {slot}"),
+                ProbeChange::Stop { slot } => format!("stop {slot}"),
+            };
+            s.lock().unwrap().push(what);
+        });
+        let stats = Arc::new(Stats::new(1));
+        let c = Control::boot(
+            vcl,
+            Arc::new(Health::new()),
+            sink,
+            Arc::new(Lateness::new()),
+            Params::default(),
+            Arc::new(Bans::new(1, stats)),
+        )
+        .expect("boot");
+        (c, seen)
+    }
+
+    // Goal: a probed backend shows its probe's initial state from the moment its VCL is loaded,
+    // in `backend.list` and on the board alike, before the poller has reported anything
+    // (Varnish sets it at VCL load). Before, `backend.list` showed "0/0 healthy" for a probe
+    // starting sick until the poller's first report, and a client could read it as healthy.
+    #[test]
+    fn a_probe_starts_from_its_initial_state_before_any_report() {
+        let (c, seen) = boot(
+            "vcl 4.1;\n\
+             backend sick { .host = \"127.0.0.1\"; .port = \"9\";\n\
+               .probe = { .url = \"/\"; .window = 3; .threshold = 2; .initial = 0; } }\n\
+             backend fine { .host = \"127.0.0.1\"; .port = \"10\";\n\
+               .probe = { .url = \"/\"; .window = 8; .threshold = 3; .initial = 3; } }\n\
+             backend plain { .host = \"127.0.0.1\"; .port = \"11\"; }\n\
+             sub vcl_recv {\n\
+               if (req.url == \"/s\") { set req.backend_hint = sick; }\n\
+               elsif (req.url == \"/f\") { set req.backend_hint = fine; }\n\
+               else { set req.backend_hint = plain; }\n\
+             }\n",
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2, "two probes started");
+        let rows = c.backends();
+        let row = |name: &str| rows.iter().find(|r| r.name == name).expect(name).clone();
+        let sick = row("sick");
+        assert!(!sick.healthy, "the board says sick at once");
+        let p = sick.probe.expect("a probe view before any report");
+        assert_eq!((p.good, p.threshold, p.window), (0, 2, 3));
+        let fine = row("fine");
+        assert!(fine.healthy);
+        let p = fine.probe.expect("a probe view");
+        assert_eq!((p.good, p.threshold, p.window), (3, 3, 8));
+        let plain = row("plain");
+        assert!(plain.healthy && plain.probe.is_none());
     }
 }

@@ -161,6 +161,19 @@ pub struct ProbeView {
     pub bits: [u64; 8],
 }
 
+impl ProbeView {
+    /// What `backend.list` shows of window `w`.
+    pub fn of(w: &window::Window) -> ProbeView {
+        ProbeView {
+            good: w.good(),
+            threshold: w.threshold(),
+            window: w.window(),
+            avg: w.avg(),
+            bits: w.bits(),
+        }
+    }
+}
+
 /// What the control plane knows of one slot beyond its board bits.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SlotStatus {
@@ -301,13 +314,7 @@ pub fn apply_report(
         applied = true;
         s.poked |= w.pokes() > 0;
         health.board.set_probe(slot, w.healthy());
-        s.probe = Some(ProbeView {
-            good: w.good(),
-            threshold: w.threshold(),
-            window: w.window(),
-            avg: w.avg(),
-            bits: w.bits(),
-        });
+        s.probe = Some(ProbeView::of(w));
         if t.changed() {
             health.board.set_changed(slot, epoch_now());
         }
