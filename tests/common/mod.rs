@@ -1110,8 +1110,9 @@ fn serve_conn(sh: &OriginShared, mut s: TcpStream, conn_idx: usize) -> bool {
                 let now = sh.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 sh.max_in_flight.fetch_max(now, Ordering::SeqCst);
                 let reply = (sh.handler)(&req, index);
-                let keep = respond(sh, &mut s, &req, &reply);
-                sh.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let mut flight = Flight(Some(&sh.in_flight));
+                let keep = respond(sh, &mut s, &req, &reply, &mut flight);
+                drop(flight);
                 if !keep {
                     let _ = s.shutdown(Shutdown::Both);
                     return false;
@@ -1144,8 +1145,33 @@ fn serve_conn(sh: &OriginShared, mut s: TcpStream, conn_idx: usize) -> bool {
     }
 }
 
+/// A request in flight at the origin: it ends just before the reply's last bytes are written
+/// (once they are, the proxy may rightly send the next request, possibly before this thread
+/// runs again), or when dropped.
+struct Flight<'a>(Option<&'a AtomicUsize>);
+
+impl Flight<'_> {
+    fn end(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 /// Writes the reply; returns whether the connection may be kept open.
-fn respond(sh: &OriginShared, s: &mut TcpStream, req: &OriginRequest, r: &Reply) -> bool {
+fn respond(
+    sh: &OriginShared,
+    s: &mut TcpStream,
+    req: &OriginRequest,
+    r: &Reply,
+    flight: &mut Flight<'_>,
+) -> bool {
     if !r.delay.is_zero() && !nap(sh, r.delay) {
         return false;
     }
@@ -1156,6 +1182,7 @@ fn respond(sh: &OriginShared, s: &mut TcpStream, req: &OriginRequest, r: &Reply)
             return false;
         }
         Action::Raw(bytes) => {
+            flight.end();
             if s.write_all(bytes).is_err() {
                 return false;
             }
@@ -1197,11 +1224,14 @@ fn respond(sh: &OriginShared, s: &mut TcpStream, req: &OriginRequest, r: &Reply)
             first.extend_from_slice(&r.body);
         }
     }
+    if !(send_body && (chunked || !r.parts.is_empty())) {
+        flight.end();
+    }
     if s.write_all(&first).is_err() {
         return false;
     }
     if send_body {
-        for (pause, part) in &r.parts {
+        for (i, (pause, part)) in r.parts.iter().enumerate() {
             let _ = s.flush();
             if !nap(sh, *pause) {
                 return false;
@@ -1211,10 +1241,14 @@ fn respond(sh: &OriginShared, s: &mut TcpStream, req: &OriginRequest, r: &Reply)
             } else {
                 part.clone()
             };
+            if !chunked && i + 1 == r.parts.len() {
+                flight.end();
+            }
             if s.write_all(&bytes).is_err() {
                 return false;
             }
         }
+        flight.end();
         if chunked && s.write_all(b"0\r\n\r\n").is_err() {
             return false;
         }
