@@ -206,25 +206,77 @@ stop_server() {
     forget "$SRV_PID"
 }
 
-# One measured run of $SERVER (ringcache or varnish), run number $1, attempt $2. Writes
-# $RUN/result.kv; sets LAST_NOISY.
-measure() {
-    local run=$1 attempt=$2
+# A key=value line in the current run's result file.
+put() { printf '%s=%s\n' "$1" "$2" >>"$KV"; }
+
+# Opens run $2, attempt $3 of $1 (a server, or "prober"): its directory and result file
+# ($RUN, $KV), a quiet machine, a fresh origin. Resets LAST_NOISY.
+run_begin() {
+    local who=$1 run=$2 attempt=$3
     LAST_NOISY=0
-    RUN=$WORK/$SERVER-$run-$attempt
+    RUN=$WORK/$who-$run-$attempt
     mkdir -p "$RUN"
     chmod 755 "$RUN"
-    local kv=$RUN/result.kv
-    : >"$kv"
-    put() { printf '%s=%s\n' "$1" "$2" >>"$kv"; }
-    put server "$SERVER"
+    KV=$RUN/result.kv
+    : >"$KV"
+    put server "$who"
     put run "$run"
     put attempt "$attempt"
     wait_quiet "$QUIET_WAIT"
     put quiet "$QUIET_NOTE"
     put load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
-
     start_probe_origin "$ORIGIN_CPU" "$RUN/origin" "$RUN/origin.count"
+}
+
+# The measured window: DURATION s of sleep between two readings of the origin's CPU, the
+# machine's CPU and steal, and TCP's listen overflows and timeouts (W_* globals; W_EL in s).
+window() {
+    W_O0=$(tree_ticks "$ORIGIN_PID")
+    read -r W_B0 W_ST0 < <(sys_ticks)
+    W_LO0=$(tcpext ListenOverflows)
+    W_RTO0=$(tcpext TCPTimeouts)
+    W_T0=$(now_ns)
+    sleep "$DURATION"
+    W_T1=$(now_ns)
+    W_O1=$(tree_ticks "$ORIGIN_PID")
+    read -r W_B1 W_ST1 < <(sys_ticks)
+    W_LO1=$(tcpext ListenOverflows)
+    W_RTO1=$(tcpext TCPTimeouts)
+    W_EL=$(secs "$W_T0" "$W_T1")
+}
+
+# The window's readings, with $1 the ticks the measured server (or prober) used in it.
+put_window() {
+    local own=$1
+    put window_s "$W_EL"
+    put origin_cpu_pct "$(pct $((W_O1 - W_O0)) "$W_EL")"
+    put others_cpu_pct "$(pct $((W_B1 - W_B0 - own - (W_O1 - W_O0))) "$W_EL")"
+    put steal_pct "$(pct $((W_ST1 - W_ST0)) "$W_EL")"
+    put listen_overflows "$((W_LO1 - W_LO0))"
+    put tcp_rtos "$((W_RTO1 - W_RTO0))"
+}
+
+# Closes run $2, attempt $3 of $1: stops the origin, adds the lateness it saw
+# (probe_stats.py), marks the window noisy (LAST_NOISY) when others used over NOISE_MAX %.
+run_end() {
+    local who=$1 run=$2 attempt=$3 others
+    sleep 0.3
+    stop_tree "$ORIGIN_PID"
+    forget "$ORIGIN_PID"
+    python3 "$ROOT/loadtest/probe_stats.py" "$RUN/origin" "$W_T0" "$W_T1" "$INTERVAL" "$START_NS" b >>"$KV"
+    others=$(grep '^others_cpu_pct=' "$KV" | cut -d= -f2)
+    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$others" "$NOISE_MAX"; then
+        LAST_NOISY=1
+        put noisy "others used ${others}% of a core"
+    fi
+    log "$who run $run attempt $attempt: $(tr '\n' ' ' <"$KV")"
+}
+
+# One measured run of $SERVER (ringcache or varnish), run number $1, attempt $2. Writes
+# $RUN/result.kv; sets LAST_NOISY.
+measure() {
+    local run=$1 attempt=$2
+    run_begin "$SERVER" "$run" "$attempt"
     local vcl=$RUN/probes.vcl t_a t_b
     gen_vcl "$ORIGIN_PORT" "$vcl"
     put vcl_lines "$(wc -l <"$vcl")"
@@ -249,7 +301,7 @@ measure() {
     log "$SERVER run $run: ready after $(secs "$START_NS" "$READY_NS") s; warming up ${WARMUP}s"
     sleep "$WARMUP"
 
-    local p0 p1 c0 c1 o0 o1 b0 b1 st0 st1 t0 t1 have_ps=0
+    local p0 p1 c0 c1 have_ps=0
     # The poller's own lateness histogram, when the admin port has `poller.stats` (reset here).
     if [[ $SERVER == ringcache ]] && adm help 2>/dev/null | grep -q '^poller.stats'; then
         have_ps=1
@@ -259,31 +311,19 @@ measure() {
     local ps0 ps1
     ps0=$(thread_ticks "$SRV_PID" ringcache-polle stime)
     c0=$(tree_ticks "$SRV_PID")
-    o0=$(tree_ticks "$ORIGIN_PID")
     comm_ticks "$SRV_PID" >"$RUN/comm0.tsv"
-    read -r b0 st0 < <(sys_ticks)
-    local lo0 lo1 rto0 rto1
-    lo0=$(tcpext ListenOverflows)
-    rto0=$(tcpext TCPTimeouts)
-    t0=$(now_ns)
-    sleep "$DURATION"
-    t1=$(now_ns)
+    window
     p1=$(thread_ticks "$SRV_PID" ringcache-polle)
     ps1=$(thread_ticks "$SRV_PID" ringcache-polle stime)
     if ((have_ps)); then
         adm poller.stats >"$RUN/poller.stats" 2>&1 || true
-        awk 'NF == 2 { print "poller_" $1 "=" $2 }' "$RUN/poller.stats" >>"$kv"
+        awk 'NF == 2 { print "poller_" $1 "=" $2 }' "$RUN/poller.stats" >>"$KV"
     fi
     c1=$(tree_ticks "$SRV_PID")
-    o1=$(tree_ticks "$ORIGIN_PID")
     comm_ticks "$SRV_PID" >"$RUN/comm1.tsv"
-    read -r b1 st1 < <(sys_ticks)
-    lo1=$(tcpext ListenOverflows)
-    rto1=$(tcpext TCPTimeouts)
-    local el rss hwm
-    el=$(secs "$t0" "$t1")
+    local el=$W_EL rss hwm
     read -r rss hwm < <(tree_rss "$SRV_PID")
-    put window_s "$el"
+    put_window $((c1 - c0))
     put proc_cpu_pct "$(pct $((c1 - c0)) "$el")"
     if [[ $SERVER == ringcache ]]; then
         put poller_cpu_pct "$(pct $((p1 - p0)) "$el")"
@@ -291,11 +331,6 @@ measure() {
         put poller_ticks "$((p1 - p0))"
     fi
     put proc_ticks "$((c1 - c0))"
-    put origin_cpu_pct "$(pct $((o1 - o0)) "$el")"
-    put others_cpu_pct "$(pct $((b1 - b0 - (c1 - c0) - (o1 - o0))) "$el")"
-    put steal_pct "$(pct $((st1 - st0)) "$el")"
-    put listen_overflows "$((lo1 - lo0))"
-    put tcp_rtos "$((rto1 - rto0))"
     put rss_mib "$((rss / 1024))"
     put hwm_mib "$((hwm / 1024))"
     put threads "$(ls /proc/"$SRV_PID"/task 2>/dev/null | wc -l)+$(for p in $(descendants "$SRV_PID"); do ls /proc/"$p"/task; done 2>/dev/null | wc -l)"
@@ -321,17 +356,7 @@ EOF
         put health_lines "$(grep -c '^Backend_health' "$RUN/server.log" || true)"
     fi
     stop_server
-    sleep 0.3
-    stop_tree "$ORIGIN_PID"
-    forget "$ORIGIN_PID"
-    python3 "$ROOT/loadtest/probe_stats.py" "$RUN/origin" "$t0" "$t1" "$INTERVAL" "$START_NS" b >>"$kv"
-    local others
-    others=$(grep '^others_cpu_pct=' "$kv" | cut -d= -f2)
-    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$others" "$NOISE_MAX"; then
-        LAST_NOISY=1
-        put noisy "others used ${others}% of a core"
-    fi
-    log "$SERVER run $run attempt $attempt: $(tr '\n' ' ' <"$kv")"
+    run_end "$SERVER" "$run" "$attempt"
     [[ $KEEP == 1 ]] || rm -f "$RUN"/origin/probes-*.log "$RUN/server.log" "$vcl"
 }
 
@@ -339,20 +364,7 @@ EOF
 # same backends, schedule, origin and CPU as a server; its own report gives its lateness.
 measure_prober() {
     local run=$1 attempt=$2
-    LAST_NOISY=0
-    RUN=$WORK/prober-$run-$attempt
-    mkdir -p "$RUN"
-    chmod 755 "$RUN"
-    local kv=$RUN/result.kv
-    : >"$kv"
-    put() { printf '%s=%s\n' "$1" "$2" >>"$kv"; }
-    put server prober
-    put run "$run"
-    put attempt "$attempt"
-    wait_quiet "$QUIET_WAIT"
-    put quiet "$QUIET_NOTE"
-    put load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
-    start_probe_origin "$ORIGIN_CPU" "$RUN/origin" "$RUN/origin.count"
+    run_begin prober "$run" "$attempt"
     log "prober run $run: $N backends, mode $PROBER_MODE"
     START_NS=$(now_ns)
     "${SRV_PIN[@]}" "$PROBER_BIN" --target "127.0.0.1:$ORIGIN_PORT" --backends "$N" \
@@ -361,51 +373,26 @@ measure_prober() {
     SRV_PID=$!
     PIDS+=("$SRV_PID")
     sleep "$WARMUP"
-    local p0 p1 ps0 ps1 o0 o1 b0 b1 st0 st1 t0 t1 lo0 lo1 rto0 rto1 el
+    local p0 p1 ps0 ps1 el
     p0=$(thread_ticks "$SRV_PID" prober)
     ps0=$(thread_ticks "$SRV_PID" prober stime)
-    o0=$(tree_ticks "$ORIGIN_PID")
-    read -r b0 st0 < <(sys_ticks)
-    lo0=$(tcpext ListenOverflows)
-    rto0=$(tcpext TCPTimeouts)
-    t0=$(now_ns)
-    sleep "$DURATION"
-    t1=$(now_ns)
+    window
     p1=$(thread_ticks "$SRV_PID" prober)
     ps1=$(thread_ticks "$SRV_PID" prober stime)
-    o1=$(tree_ticks "$ORIGIN_PID")
-    read -r b1 st1 < <(sys_ticks)
-    lo1=$(tcpext ListenOverflows)
-    rto1=$(tcpext TCPTimeouts)
-    el=$(secs "$t0" "$t1")
+    el=$W_EL
     wait "$SRV_PID" || put status "prober failed: $(tail -3 "$RUN/prober.out" | tr '\n' ' ')"
     forget "$SRV_PID"
-    put window_s "$el"
+    put_window $((p1 - p0))
     put proc_cpu_pct "$(pct $((p1 - p0)) "$el")"
     put proc_ticks "$((p1 - p0))"
     put poller_cpu_pct "$(pct $((p1 - p0)) "$el")"
     put poller_sys_pct "$(pct $((ps1 - ps0)) "$el")"
     put poller_ticks "$((p1 - p0))"
-    put origin_cpu_pct "$(pct $((o1 - o0)) "$el")"
-    put others_cpu_pct "$(pct $((b1 - b0 - (p1 - p0) - (o1 - o0))) "$el")"
-    put steal_pct "$(pct $((st1 - st0)) "$el")"
-    put listen_overflows "$((lo1 - lo0))"
-    put tcp_rtos "$((rto1 - rto0))"
     # Its own lateness, in the poller's keys (its window is its own, within a few ms of this one).
     awk -F= '/^prober_late_(p50|p99|max)_us=/ { sub("prober_late_", "", $1); print "poller_lateness_" $1 "=" $2 }
              /^prober_exchanges=/ { print "poller_probes=" $2 }
-             /^prober_/ { print }' "$RUN/prober.out" >>"$kv"
-    sleep 0.3
-    stop_tree "$ORIGIN_PID"
-    forget "$ORIGIN_PID"
-    python3 "$ROOT/loadtest/probe_stats.py" "$RUN/origin" "$t0" "$t1" "$INTERVAL" "$START_NS" b >>"$kv"
-    local others
-    others=$(grep '^others_cpu_pct=' "$kv" | cut -d= -f2)
-    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$others" "$NOISE_MAX"; then
-        LAST_NOISY=1
-        put noisy "others used ${others}% of a core"
-    fi
-    log "prober run $run attempt $attempt: $(tr '\n' ' ' <"$kv")"
+             /^prober_/ { print }' "$RUN/prober.out" >>"$KV"
+    run_end prober "$run" "$attempt"
     [[ $KEEP == 1 ]] || rm -f "$RUN"/origin/probes-*.log
 }
 
