@@ -74,7 +74,7 @@ pub enum Ring {
     /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (Linux 6.1+; falls back to
     /// [`Ring::Plain`] on an older kernel): completions are posted only when the thread waits
     /// in the ring, never by interrupting it with task work. Measured on the poller: the
-    /// lateness tail drops (docs/benchmarks.md, "Health: ... the ring").
+    /// lateness tail drops (docs/benchmarks.md, "Against the physical limit").
     DeferTaskrun,
 }
 
