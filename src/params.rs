@@ -494,14 +494,8 @@ pub fn parse_duration(v: &str) -> Option<f64> {
         return None;
     }
     let mult = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        "w" => 7.0 * 86400.0,
-        "y" => 365.0 * 86400.0,
-        _ => return None,
+        "" => 1.0,
+        u => crate::vcl::ast::duration_unit_scale(u)?,
     };
     Some(x * mult)
 }

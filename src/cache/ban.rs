@@ -360,16 +360,7 @@ pub fn parse_duration(s: &str) -> Option<f64> {
         return None;
     }
     let x: f64 = num.parse().ok()?;
-    let mult = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        "w" => 7.0 * 86400.0,
-        "y" => 365.0 * 86400.0,
-        _ => return None,
-    };
+    let mult = crate::vcl::ast::duration_unit_scale(unit)?;
     Some(x * mult).filter(|v| v.is_finite())
 }
 

@@ -2380,16 +2380,7 @@ fn parse_duration(b: &[u8]) -> Option<f64> {
         .unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
     let n: f64 = n.parse().ok()?;
-    let mul = match unit.trim() {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        "w" => 604800.0,
-        "y" => 31536000.0,
-        _ => return None,
-    };
+    let mul = crate::vcl::ast::duration_unit_scale(unit.trim())?;
     let x = n * mul;
     x.is_finite().then_some(x)
 }
