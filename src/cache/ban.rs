@@ -236,8 +236,9 @@ impl Test {
                 .ok_or_else(|| format!("expected a status code (0 to 999) got \"{a3}\""))?;
             Arg::Number(n)
         } else if matches!(op, Op::Match | Op::NoMatch) {
-            let re = Regex::new(a3, REGEX_SIZE_LIMIT)
-                .map_err(|e| format!("Regex compile error: {}", regex_message(e)))?;
+            let re = Regex::new(a3, REGEX_SIZE_LIMIT).map_err(|e| {
+                format!("Regex compile error: {}", crate::vcl::re::error_message(e))
+            })?;
             Arg::Regex(Arc::new(re))
         } else {
             Arg::Text(a3.to_string())
@@ -332,19 +333,6 @@ fn operator_help(ops: &[Op]) -> String {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
         Some((last, _)) => last.to_string(),
         None => String::new(),
-    }
-}
-
-/// The `regex` crate's complaint, as the VCL compiler shows it (its last `error:` line).
-fn regex_message(e: regex::Error) -> String {
-    match e {
-        regex::Error::Syntax(s) => s
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("error: "))
-            .map(|l| l.trim_start_matches("error: ").to_string())
-            .unwrap_or(s),
-        other => other.to_string(),
     }
 }
 

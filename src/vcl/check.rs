@@ -1798,15 +1798,7 @@ impl<'a> Ck<'a> {
                 Some(r)
             }
             Err(err) => {
-                let msg = match err {
-                    regex::Error::Syntax(s) => s
-                        .lines()
-                        .rev()
-                        .find(|l| l.starts_with("error: "))
-                        .map(|l| l.trim_start_matches("error: ").to_string())
-                        .unwrap_or(s),
-                    other => other.to_string(),
-                };
+                let msg = super::re::error_message(err);
                 self.err_notes(e.span, "Regexp compilation error:", vec![msg]);
                 None
             }

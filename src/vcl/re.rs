@@ -43,6 +43,20 @@ const MAX_LEN: usize = 256;
 /// bytes (32 bytes each).
 const MAX_SETS: usize = 1024;
 
+/// The `regex` crate's complaint as the VCL compiler (and a ban's regex) shows it: the last
+/// `error:` line of a syntax error, else the error itself.
+pub fn error_message(e: regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(s) => s
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("error: "))
+            .map(|l| l.trim_start_matches("error: ").to_string())
+            .unwrap_or(s),
+        other => other.to_string(),
+    }
+}
+
 /// A compiled VCL regex.
 pub struct Regex {
     re: regex::bytes::Regex,
