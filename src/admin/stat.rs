@@ -94,6 +94,13 @@ pub fn format_json(rows: &[Reading], timestamp: &str) -> String {
 pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
+    json_escape_into(&mut out, s);
+    out.push('"');
+    out
+}
+
+/// Appends `s` escaped for a JSON string, without the quotes (as Varnish's `VCLI_Quote`).
+pub fn json_escape_into(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -107,8 +114,6 @@ pub fn json_str(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out.push('"');
-    out
 }
 
 /// `strftime("%Y-%m-%dT%H:%M:%S", localtime(t))`, as varnishstat stamps its JSON.

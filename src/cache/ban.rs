@@ -15,7 +15,6 @@
 //! control plane owns (`crate::bans` publishes its snapshots to the shards).
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::cache::object::Object;
@@ -304,7 +303,7 @@ impl Test {
         out.push(' ');
         match self.arg {
             Arg::Duration(d) => out.push_str(&render_duration(d)),
-            _ if quote => quote_into(out, &self.text),
+            _ if quote => crate::admin::stat::json_escape_into(out, &self.text),
             _ => out.push_str(&self.text),
         }
     }
@@ -378,23 +377,6 @@ pub fn render_duration(d: f64) -> String {
         }
     }
     format!("{whole}s")
-}
-
-/// Escapes `s` for a JSON string (without the quotes), as `VCLI_Quote` does.
-fn quote_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
 }
 
 /// A ban's conditions, all of which must hold.
