@@ -118,17 +118,7 @@ pub fn json_escape_into(out: &mut String, s: &str) {
 
 /// `strftime("%Y-%m-%dT%H:%M:%S", localtime(t))`, as varnishstat stamps its JSON.
 pub fn local_timestamp(unix_secs: i64) -> String {
-    let t = unix_secs as libc::time_t;
-    // SAFETY: `tm` is plain data (its one pointer field may be null); `localtime_r` writes only
-    // into the `tm` we pass and reads `t`; both outlive the call.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            None
-        } else {
-            Some(tm)
-        }
-    };
+    let tm = crate::logs::local_tm(unix_secs);
     match tm {
         Some(tm) => format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",

@@ -209,17 +209,7 @@ pub fn clf_time(unix_secs: i64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let t = unix_secs as libc::time_t;
-    // SAFETY: `tm` is plain data (its one pointer field may be null); `localtime_r` writes only
-    // into the `tm` we pass and reads `t`; both outlive the call.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            None
-        } else {
-            Some(tm)
-        }
-    };
+    let tm = super::local_tm(unix_secs);
     let Some(tm) = tm else {
         return "[01/Jan/1970:00:00:00 +0000]".to_string();
     };

@@ -351,6 +351,22 @@ fn write_batches<T>(
     }
 }
 
+/// `localtime_r(3)` of `unix_secs`: the broken-down local time the access log and `stat -j`
+/// stamp their lines with; `None` if the C library cannot represent it.
+pub fn local_tm(unix_secs: i64) -> Option<libc::tm> {
+    let t = unix_secs as libc::time_t;
+    // SAFETY: `tm` is plain data (its one pointer field may be null); `localtime_r` writes only
+    // into the `tm` we pass and reads `t`; both outlive the call.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            None
+        } else {
+            Some(tm)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
